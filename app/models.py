@@ -1,0 +1,160 @@
+"""Typed payloads of the orchestrator: chat messages, workflow input, activity inputs and outputs.
+
+Messages follow the chat format LiteLLM speaks natively (assistant messages carry `tool_calls`,
+tool messages carry `tool_call_id`), so the history the workflow keeps is exactly what a provider
+receives. Every workflow, activity and query takes and returns one of these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ToolCall(BaseModel):
+    """A tool the model asked for, with its arguments as the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+class Message(BaseModel):
+    """One chat message in LiteLLM's (OpenAI's) format."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls(role="user", content=text)
+
+    @classmethod
+    def assistant(cls, text: str) -> Message:
+        return cls(role="assistant", content=text)
+
+    @classmethod
+    def tool_result(cls, call: ToolCall, content: str) -> Message:
+        return cls(role="tool", tool_call_id=call.id, name=call.name, content=content)
+
+    def to_chat(self) -> dict[str, Any]:
+        """The message as a LiteLLM `messages` entry."""
+        if self.role == "tool":
+            return {
+                "role": "tool",
+                "tool_call_id": self.tool_call_id,
+                "name": self.name,
+                "content": self.content or "",
+            }
+        chat: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            chat["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in self.tool_calls
+            ]
+        return chat
+
+
+class AgentConfig(BaseModel):
+    """Limits and timeouts of one conversation; carried across continue-as-new."""
+
+    max_steps_per_turn: int = 10
+    max_message_chars: int = 32_000
+    # Tool results are cut to this size before they enter the history the LLM sees.
+    max_tool_result_chars: int = 16_000
+    # Each planning call receives the newest whole turns within these two budgets, so activity
+    # inputs (and so history bytes per turn) stay bounded however long the chat runs. Raise them
+    # for long-context models: the price is history bytes per turn. The activity then trims the
+    # window further, by tokens, to fit the model's context.
+    planner_window_chars: int = 48_000
+    planner_window_messages: int = 40
+    # Start a fresh run (continue-as-new) after this many turns, well before the server's caps
+    # (50K events, 2,000 updates per run).
+    max_turns_per_run: int = 200
+    llm_timeout_seconds: float = 120.0
+    llm_retry_initial_seconds: float = 1.0
+    llm_retry_max_seconds: float = 30.0
+    llm_max_attempts: int = 8
+    local_tool_timeout_seconds: float = 10.0
+    nexus_timeout_seconds: float = 20.0
+    # Local tools are short and local: a local activity saves two round trips to the server.
+    local_tools_as_local_activities: bool = True
+
+
+class AgentInput(BaseModel):
+    """Input of the agent workflow: an earlier conversation to continue, and its limits."""
+
+    history: list[Message] = Field(default_factory=list)
+    config: AgentConfig = Field(default_factory=AgentConfig)
+    turns_before_this_run: int = 0
+    # Older messages stay in the event histories of earlier runs; only the window the planner
+    # needs is carried, so a run's input never grows with the conversation.
+    earlier_messages: int = 0
+
+
+class AgentResult(BaseModel):
+    """What the workflow returns when the conversation ends."""
+
+    turns: int
+    messages: int
+
+
+class ConversationView(BaseModel):
+    """The conversation as the `get_history` query returns it."""
+
+    messages: list[Message]
+    earlier_messages: int = 0
+
+
+class AgentStatus(BaseModel):
+    """What the agent is doing right now, for the client's progress line."""
+
+    state: Literal["idle", "thinking", "calling_tools"] = "idle"
+    detail: str = ""
+    turns: int = 0
+    queued_messages: int = 0
+    model: str | None = None
+
+
+class PlanInput(BaseModel):
+    """Input of `plan_next_action`: the window of the conversation the LLM should see."""
+
+    messages: list[Message]
+
+
+class PlanOutput(BaseModel):
+    """The LLM's next action: an assistant message with either text or tool calls."""
+
+    message: Message
+    model: str
+
+
+class ToolRequest(BaseModel):
+    """Input of `execute_tool`: a local tool's name and its validated JSON arguments."""
+
+    name: str
+    arguments: str
+    # Capped here, inside the activity, so a huge result never becomes a huge payload.
+    max_result_chars: int = 16_000
+
+
+class ToolResult(BaseModel):
+    """Output of `execute_tool`: text for the LLM, and whether it reports a failure."""
+
+    content: str
+    is_error: bool = False
+
+
+def cap_text(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a note saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit:,} more characters cut]"

@@ -1,0 +1,86 @@
+"""The agent's tool catalog: every tool's name, description, argument model and route.
+
+The catalog is the single place that says which tools exist. Both the planner (which turns it into
+the JSON schemas the LLM sees) and the workflow (which validates the LLM's arguments and routes each
+call to a local activity or a Nexus endpoint) read it, so the two can never disagree. A tool's
+description is its input model's docstring; its schema is the model's JSON schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import nexusrpc
+from pydantic import BaseModel
+
+from app.finance_service import CalculateRoiInput, FinanceService, StockPriceInput
+from app.it_service import GetIpInput, ITService, JiraMetricsInput
+from app.local_tools import CalculatorInput, EchoInput
+from app.shared import FINANCE_ENDPOINT, IT_ENDPOINT
+
+
+@dataclass(frozen=True)
+class NexusRoute:
+    """Where a remote tool lives: a Nexus endpoint, a service contract and one operation."""
+
+    endpoint: str
+    service: type
+    operation: nexusrpc.Operation[Any, Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool the LLM may call; `route` is None for local tools run by `execute_tool`."""
+
+    name: str
+    input_model: type[BaseModel]
+    route: NexusRoute | None = None
+
+    @property
+    def description(self) -> str:
+        return " ".join((self.input_model.__doc__ or self.name).split())
+
+    def schema(self) -> dict[str, Any]:
+        """The tool in the `tools=` format of LiteLLM's chat API."""
+        parameters = self.input_model.model_json_schema()
+        parameters.pop("title", None)
+        parameters.pop("description", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        Tool("calculator", CalculatorInput),
+        Tool("echo", EchoInput),
+        Tool(
+            "jira_metrics",
+            JiraMetricsInput,
+            NexusRoute(IT_ENDPOINT, ITService, ITService.jira_metrics),
+        ),
+        Tool("get_ip", GetIpInput, NexusRoute(IT_ENDPOINT, ITService, ITService.get_ip)),
+        Tool(
+            "stock_price",
+            StockPriceInput,
+            NexusRoute(FINANCE_ENDPOINT, FinanceService, FinanceService.stock_price),
+        ),
+        Tool(
+            "calculate_roi",
+            CalculateRoiInput,
+            NexusRoute(FINANCE_ENDPOINT, FinanceService, FinanceService.calculate_roi),
+        ),
+    )
+}
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """Every tool's schema, in catalog order."""
+    return [tool.schema() for tool in TOOLS.values()]

@@ -1,0 +1,43 @@
+"""The orchestrator worker: runs the agent workflow and its activities (LLM calls, local tools).
+
+Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
+(`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
+server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) from the
+environment or `.env`. Ctrl-C lets in-flight LLM calls finish before it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from app.activities import execute_tool, plan_next_action
+from app.llm_client import choose_model
+from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
+from app.temporal_client import connect
+from app.worker_runner import configure_logging, run_until_stopped
+from app.workflow import AgentWorkflow
+
+
+async def main(client: Client | None = None) -> None:
+    configure_logging()
+    # Importing LiteLLM takes seconds: pay it now, not on the first user message.
+    choice = await asyncio.to_thread(choose_model)
+    logging.getLogger(__name__).info("Model: %s", choice.describe())
+    client = client or await connect(ORCHESTRATOR_NAMESPACE)
+    worker = Worker(
+        client,
+        task_queue=ORCHESTRATOR_TASK_QUEUE,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+        graceful_shutdown_timeout=timedelta(seconds=30),
+    )
+    await run_until_stopped(worker, "Orchestrator worker")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,107 @@
+"""Test doubles for the agent loop: a scripted LLM, and a harness that runs one conversation.
+
+The scripted LLM is registered under the real activity name `plan_next_action`, so the workflow
+under test is the production workflow; only the model's decisions are scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from app.activities import execute_tool
+from app.models import AgentConfig, AgentInput, Message, PlanInput, PlanOutput, ToolCall
+from app.workflow import AgentWorkflow
+
+Script = Callable[[list[Message]], Message]
+
+
+def call(name: str, arguments: dict[str, object] | str, call_id: str | None = None) -> ToolCall:
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCall(id=call_id or f"call-{uuid.uuid4().hex[:8]}", name=name, arguments=text)
+
+
+def asks(*calls: ToolCall) -> Message:
+    return Message(role="assistant", tool_calls=list(calls))
+
+
+def says(text: str) -> Message:
+    return Message.assistant(text)
+
+
+def tool_results(messages: list[Message]) -> list[str]:
+    """The tool results of the current turn."""
+    start = max(i for i, m in enumerate(messages) if m.role == "user")
+    return [m.content or "" for m in messages[start:] if m.role == "tool"]
+
+
+def tools_then_answer(*calls: ToolCall) -> Script:
+    """An LLM that asks for `calls` in one step, then answers with the results."""
+
+    def script(messages: list[Message]) -> Message:
+        if messages[-1].role == "user":
+            return asks(*calls)
+        return says(" | ".join(tool_results(messages)))
+
+    return script
+
+
+class ScriptedLLM:
+    """A `plan_next_action` double that answers with a script and records what it was sent."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.inputs: list[PlanInput] = []
+        self.gate: asyncio.Event | None = None
+
+    @activity.defn(name="plan_next_action")
+    async def plan_next_action(self, input: PlanInput) -> PlanOutput:
+        self.inputs.append(input)
+        if self.gate is not None:
+            await self.gate.wait()
+        return PlanOutput(message=self.script(input.messages), model="scripted")
+
+
+class AgentHarness:
+    """A worker with the scripted LLM and one conversation on the time-skipping server."""
+
+    def __init__(self, env: WorkflowEnvironment, llm: ScriptedLLM, config: AgentConfig) -> None:
+        self.client: Client = env.client
+        self.llm = llm
+        self.config = config
+        self.task_queue = f"agent-test-{uuid.uuid4()}"
+        self.handle: WorkflowHandle[AgentWorkflow, object] | None = None
+
+    async def start(self) -> WorkflowHandle[AgentWorkflow, object]:
+        self.handle = await self.client.start_workflow(
+            AgentWorkflow.run,
+            AgentInput(config=self.config),
+            id=f"conversation-{uuid.uuid4()}",
+            task_queue=self.task_queue,
+        )
+        return self.handle
+
+    def worker(self, *activities: Callable[..., object]) -> Worker:
+        return Worker(
+            self.client,
+            task_queue=self.task_queue,
+            workflows=[AgentWorkflow],
+            activities=[self.llm.plan_next_action, *(activities or [execute_tool])],
+        )
+
+
+async def send(handle: WorkflowHandle[AgentWorkflow, object], message: str) -> str:
+    """Send one message and wait for the answer."""
+    return await handle.execute_update(AgentWorkflow.send_message, message)
+
+
+async def history(handle: WorkflowHandle[AgentWorkflow, object]) -> list[Message]:
+    """The conversation as the workflow holds it."""
+    return (await handle.query(AgentWorkflow.get_history)).messages

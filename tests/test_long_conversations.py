@@ -1,0 +1,131 @@
+"""Conversations that never outgrow Temporal: bounded history per turn, continue-as-new, big inputs.
+
+The 1,000-turn conversation runs on the real dev server with the real `plan_next_action` activity
+and the offline model, and prints the figures it asserts on (run pytest with `-s` to see them).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+import app.local_tools
+from app.activities import execute_tool, plan_next_action
+from app.local_tools import EchoInput
+from app.models import AgentConfig, AgentInput
+from app.workflow import AgentWorkflow
+
+
+async def history_bytes(client: Client, workflow_id: str) -> tuple[str, int]:
+    """The current run's id and the total size of its event history in bytes."""
+    handle = client.get_workflow_handle(workflow_id)
+    run_id = (await handle.describe()).run_id
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    return run_id, sum(event.ByteSize() for event in history.events)
+
+
+@pytest.mark.timeout(600)
+async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
+    dev_env: WorkflowEnvironment,
+):
+    client = dev_env.client
+    task_queue = f"long-{uuid.uuid4()}"
+    turns, per_run = 1000, 200
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+        max_concurrent_activities=4,
+    ):
+        handle: WorkflowHandle[AgentWorkflow, object] = await client.start_workflow(
+            AgentWorkflow.run,
+            AgentInput(config=AgentConfig(max_turns_per_run=per_run)),
+            id=f"long-conversation-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        sizes: dict[int, int] = {}
+        runs: set[str] = set()
+        for turn in range(1, turns + 1):
+            answer = await handle.execute_update(
+                AgentWorkflow.send_message, f"Calculate {turn} * 23"
+            )
+            assert answer == f"{turn} * 23 = {turn * 23}", (turn, answer)
+            if turn in (5, 10, turns - 6, turns - 1) or turn % per_run == 1:
+                run_id, size = await history_bytes(client, handle.id)
+                runs.add(run_id)
+                sizes[turn] = size
+        status = await handle.query(AgentWorkflow.get_status)
+        view = await handle.query(AgentWorkflow.get_history)
+    # Bytes added per turn, averaged over five turns; the last turn is left out because the
+    # run continues as new right after it.
+    early = (sizes[10] - sizes[5]) / 5
+    late = (sizes[turns - 1] - sizes[turns - 6]) / 5
+    print(
+        f"\nhistory bytes per turn: turns 6-10 = {early:,.0f}, turns {turns - 5}-{turns - 1} = "
+        f"{late:,.0f} (x{late / early:.2f}); runs = {len(runs) + 1}; "
+        f"biggest run = {sizes[turns - 1]:,} bytes"
+    )
+    assert status.turns == turns
+    assert view.earlier_messages + len(view.messages) == turns * 4
+    # Sampled before the last continue-as-new, which starts run turns // per_run + 1.
+    assert len(runs) == turns // per_run
+    assert late <= 1.5 * early
+
+
+async def test_a_one_megabyte_message_is_rejected_cleanly(time_skipping_env: WorkflowEnvironment):
+    client = time_skipping_env.client
+    task_queue = f"big-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+    ):
+        handle = await client.start_workflow(
+            AgentWorkflow.run, AgentInput(), id=f"big-{uuid.uuid4()}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as failure:
+            await handle.execute_update(AgentWorkflow.send_message, "x" * 1_000_000)
+        assert isinstance(failure.value.cause, ApplicationError)
+        assert (
+            failure.value.cause.message
+            == "the message has 1,000,000 characters; the limit is 32,000"
+        )
+        assert (
+            await handle.execute_update(AgentWorkflow.send_message, "Echo still here")
+            == "still here"
+        )
+        events = (await handle.fetch_history()).events
+    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
+async def test_a_five_megabyte_tool_result_is_capped_inside_the_activity(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(
+        app.local_tools.LOCAL_TOOLS, "echo", (EchoInput, lambda args: "y" * 5_000_000)
+    )
+    client = time_skipping_env.client
+    task_queue = f"huge-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+    ):
+        handle = await client.start_workflow(
+            AgentWorkflow.run, AgentInput(), id=f"huge-{uuid.uuid4()}", task_queue=task_queue
+        )
+        answer = await handle.execute_update(AgentWorkflow.send_message, "Echo anything")
+        events = (await handle.fetch_history()).events
+    assert answer.endswith("[... 4,984,000 more characters cut]")
+    assert len(answer) < 17_000
+    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert sum(event.ByteSize() for event in events) < 200_000

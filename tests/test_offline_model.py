@@ -1,0 +1,139 @@
+"""The offline model through the real `plan_next_action` activity and LiteLLM's tool-calling path.
+
+Each README example is checked twice: the first planning call must ask for the right tool with the
+right arguments, and the second, given a tool result, must answer from it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from app.activities import plan_next_action
+from app.llm_client import OFFLINE_MODEL, LLMSettings, choose_model
+from app.models import Message, PlanInput, PlanOutput, ToolCall
+
+
+async def plan(messages: list[Message]) -> PlanOutput:
+    return await ActivityEnvironment().run(plan_next_action, PlanInput(messages=messages))
+
+
+def called(output: PlanOutput) -> list[tuple[str, dict[str, Any]]]:
+    return [(call.name, json.loads(call.arguments)) for call in output.message.tool_calls]
+
+
+EXAMPLES = [
+    ("Calculate 15 * 23", [("calculator", {"expression": "15 * 23"})]),
+    ("What is 2 plus 3 times 4?", [("calculator", {"expression": "2 + 3 * 4"})]),
+    ("Echo hello", [("echo", {"message": "hello"})]),
+    ("What is my IP address?", [("get_ip", {})]),
+    ("What is the stock price of AAPL?", [("stock_price", {"ticker": "AAPL"})]),
+    (
+        "Calculate the ROI for $10000 invested at 5% for 10 years",
+        [("calculate_roi", {"principal": 10000.0, "rate": 5.0, "years": 10.0})],
+    ),
+    ("Show Jira metrics for project PROJ", [("jira_metrics", {"project": "PROJ"})]),
+    (
+        "Calculate 15 * 23 and echo done",
+        [("calculator", {"expression": "15 * 23"}), ("echo", {"message": "done"})],
+    ),
+    (
+        "What are the stock prices of AAPL and MSFT?",
+        [("stock_price", {"ticker": "AAPL"}), ("stock_price", {"ticker": "MSFT"})],
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "expected_calls"), EXAMPLES)
+async def test_offline_model_asks_for_the_right_tools(
+    message: str, expected_calls: list[tuple[str, dict[str, Any]]]
+):
+    output = await plan([Message.user(message)])
+    assert output.model == OFFLINE_MODEL
+    assert output.message.content is None
+    assert called(output) == expected_calls
+    assert len({call.id for call in output.message.tool_calls}) == len(expected_calls)
+
+
+TOOL_RESULTS = [
+    ("calculator", {"expression": "15 * 23"}, "345", "15 * 23 = 345"),
+    ("echo", {"message": "hello"}, "hello", "hello"),
+    (
+        "get_ip",
+        {},
+        json.dumps({"hostname": "box", "ip": "10.1.2.3", "addresses": ["10.1.2.3"]}),
+        "Your IP address is 10.1.2.3 (host box).",
+    ),
+    (
+        "calculate_roi",
+        {"principal": 10000, "rate": 5, "years": 10},
+        json.dumps(
+            {
+                "principal": 10000.0,
+                "years": 10.0,
+                "final_value": 16288.95,
+                "gain": 6288.95,
+                "roi_percent": 62.89,
+                "rate_interpretation": "5 was read as 5% per year",
+            }
+        ),
+        "grows to $16,288.95: a gain of $6,288.95, ROI 62.89%.",
+    ),
+    (
+        "stock_price",
+        {"ticker": "AAPL"},
+        "Error: the stock_price tool is unavailable: finance-nexus-endpoint did not answer",
+        "The stock_price tool failed: the stock_price tool is unavailable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "result", "expected"), TOOL_RESULTS)
+async def test_offline_model_answers_from_tool_results(
+    tool: str, arguments: dict[str, Any], result: str, expected: str
+):
+    call = ToolCall(id="call-1", name=tool, arguments=json.dumps(arguments))
+    output = await plan(
+        [
+            Message.user("question"),
+            Message(role="assistant", tool_calls=[call]),
+            Message.tool_result(call, result),
+        ]
+    )
+    assert output.message.tool_calls == []
+    assert expected in (output.message.content or "")
+
+
+async def test_offline_model_is_honest_about_what_it_cannot_do():
+    output = await plan([Message.user("Write me a sonnet about the sea")])
+    answer = output.message.content or ""
+    assert answer.startswith("I can't help with that. I'm the offline model")
+    assert "Set LLM_MODEL and a provider key for a real LLM" in answer
+
+
+def test_a_model_without_credentials_falls_back_to_the_offline_model(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    choice = choose_model(LLMSettings(model="openai/gpt-4o-mini"))
+    assert choice.model == OFFLINE_MODEL
+    assert choice.offline_reason == "openai/gpt-4o-mini needs OPENAI_API_KEY"
+    assert "offline model: set LLM_MODEL and a provider key for a real LLM" in choice.describe()
+
+
+def test_a_model_with_credentials_is_used(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    assert choose_model(LLMSettings(model="anthropic/claude-3-5-haiku-latest")).model == (
+        "anthropic/claude-3-5-haiku-latest"
+    )
+
+
+def test_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LLM_MODEL", "gemini/gemini-2.0-flash")
+    monkeypatch.setenv("LLM_FALLBACKS", "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest")
+    settings = LLMSettings.from_env()
+    assert settings.model == "gemini/gemini-2.0-flash"
+    assert settings.fallbacks == ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
