@@ -1,0 +1,81 @@
+"""The Finance team's tool code: stock quotes and compound-interest ROI.
+
+There is no market feed here, so `SampleMarketData` returns deterministic sample prices that say
+so; a real feed only has to implement `MarketDataClient`. `compute_roi` is real arithmetic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Protocol
+
+from app.finance_service import CalculateRoiInput, CalculateRoiOutput, StockPriceOutput
+from app.tool_errors import InvalidToolArguments
+
+_TICKER = re.compile(r"[A-Z]{1,5}(\.[A-Z])?")
+
+
+def ticker_symbol(ticker: str) -> str:
+    """A ticker symbol, upper-cased; raises InvalidToolArguments for anything else."""
+    symbol = ticker.strip().upper()
+    if not _TICKER.fullmatch(symbol):
+        raise InvalidToolArguments(
+            f"{ticker!r} is not a ticker symbol: use 1 to 5 letters, optionally with a class "
+            "suffix, such as 'AAPL' or 'BRK.B'"
+        )
+    return symbol
+
+
+class MarketDataClient(Protocol):
+    """What the Finance tools need from a market-data feed."""
+
+    async def quote(self, ticker: str) -> StockPriceOutput: ...
+
+
+class SampleMarketData:
+    """Deterministic sample prices, the same for the same ticker every time."""
+
+    async def quote(self, ticker: str) -> StockPriceOutput:
+        seed = int.from_bytes(hashlib.sha256(ticker.encode()).digest()[:8], "big")
+        return StockPriceOutput(
+            ticker=ticker,
+            price=round(20 + (seed % 48_000) / 100, 2),
+            currency="USD",
+            source="sample data (no market feed configured)",
+        )
+
+
+market_data: MarketDataClient = SampleMarketData()
+
+
+async def stock_quote(ticker: str) -> StockPriceOutput:
+    """The price of one ticker from the configured feed."""
+    return await market_data.quote(ticker_symbol(ticker))
+
+
+def compute_roi(input: CalculateRoiInput) -> CalculateRoiOutput:
+    """Annual compound interest: final = principal * (1 + rate) ** years."""
+    if input.principal <= 0:
+        raise InvalidToolArguments("the principal must be a positive amount")
+    if not 0 <= input.years <= 100:
+        raise InvalidToolArguments("years must be between 0 and 100")
+    if not 0 <= input.rate <= 100:
+        raise InvalidToolArguments("the rate must be between 0 and 100 percent")
+    # A rate above 1 can only be a percentage; 1 or less is read as a fraction (0.05 = 5%).
+    if input.rate > 1:
+        fraction, reading = input.rate / 100, f"{input.rate:g} was read as {input.rate:g}% per year"
+    else:
+        fraction = input.rate
+        reading = f"{input.rate:g} was read as a fraction: {input.rate * 100:g}% per year"
+    final_value = round(input.principal * (1 + fraction) ** input.years, 2)
+    gain = round(final_value - input.principal, 2)
+    return CalculateRoiOutput(
+        principal=input.principal,
+        annual_rate_percent=round(fraction * 100, 6),
+        rate_interpretation=reading,
+        years=input.years,
+        final_value=final_value,
+        gain=gain,
+        roi_percent=round(gain / input.principal * 100, 2),
+    )

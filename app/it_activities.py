@@ -1,0 +1,100 @@
+"""The IT team's tool code: Jira metrics and the host's addresses.
+
+There is no Jira here, so `SampleJiraClient` returns deterministic sample figures that say so; a
+real client only has to implement `JiraClient`. `fetch_jira_metrics` is an activity, run by the
+handler workflow behind the workflow-backed `jira_metrics` operation, so a flaky Jira is retried
+by Temporal on the IT team's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import socket
+import struct
+from typing import Protocol
+
+from temporalio import activity
+
+from app.it_service import GetIpOutput, JiraMetricsInput, JiraMetricsOutput
+from app.tool_errors import InvalidToolArguments, non_retryable
+
+_PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
+
+
+def project_key(project: str) -> str:
+    """A Jira project key, upper-cased; raises InvalidToolArguments for anything else."""
+    key = project.strip().upper()
+    if not key:
+        raise InvalidToolArguments("the Jira project key is empty: give a key such as 'PROJ'")
+    if not _PROJECT_KEY.fullmatch(key):
+        raise InvalidToolArguments(
+            f"{project!r} is not a Jira project key: use a letter followed by up to 9 letters, "
+            "digits or underscores, such as 'PROJ'"
+        )
+    return key
+
+
+class JiraClient(Protocol):
+    """What the IT tools need from Jira."""
+
+    async def metrics(self, project: str) -> JiraMetricsOutput: ...
+
+
+class SampleJiraClient:
+    """Deterministic sample metrics, the same for the same project key every time."""
+
+    async def metrics(self, project: str) -> JiraMetricsOutput:
+        seed = int.from_bytes(hashlib.sha256(project.encode()).digest()[:8], "big")
+        return JiraMetricsOutput(
+            project=project,
+            open_issues=10 + seed % 90,
+            in_progress=2 + (seed >> 8) % 20,
+            done_last_30_days=5 + (seed >> 16) % 60,
+            average_cycle_time_days=round(1.5 + ((seed >> 24) % 100) / 10, 1),
+            source="sample data (no Jira server configured)",
+        )
+
+
+jira_client: JiraClient = SampleJiraClient()
+
+
+@activity.defn
+async def fetch_jira_metrics(input: JiraMetricsInput) -> JiraMetricsOutput:
+    """Metrics of one Jira project; a bad key fails at once instead of being retried."""
+    try:
+        key = project_key(input.project)
+    except InvalidToolArguments as err:
+        raise non_retryable(err) from None
+    return await jira_client.metrics(key)
+
+
+def _interface_addresses() -> list[str]:
+    """IPv4 addresses of the network interfaces (Linux), asked of the kernel, not the network."""
+    addresses: list[str] = []
+    with contextlib.suppress(OSError, ImportError, AttributeError):
+        import fcntl
+
+        siocgifaddr = 0x8915
+        # An unconnected socket is only a handle for the ioctl: nothing is sent.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as handle:
+            for _, name in socket.if_nameindex():
+                with contextlib.suppress(OSError):
+                    request = struct.pack("256s", name.encode()[:15])
+                    reply = fcntl.ioctl(handle.fileno(), siocgifaddr, request)
+                    addresses.append(socket.inet_ntoa(reply[20:24]))
+    return addresses
+
+
+def host_addresses() -> GetIpOutput:
+    """This host's name and addresses, from the resolver and the kernel: no packet is sent."""
+    hostname = socket.gethostname()
+    addresses: list[str] = []
+    with contextlib.suppress(OSError):
+        infos = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)
+        addresses = [str(info[4][0]) for info in infos]
+    addresses = list(dict.fromkeys(addresses + _interface_addresses()))
+    ipv4 = [a for a in addresses if ":" not in a]
+    primary = next((a for a in ipv4 if not a.startswith("127.")), "127.0.0.1")
+    return GetIpOutput(hostname=hostname, ip=primary, addresses=addresses or [primary])

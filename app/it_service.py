@@ -1,0 +1,48 @@
+"""The IT team's Nexus contract: the operations it offers and their typed inputs and outputs.
+
+This is what another team imports to call IT tools; it depends on nothing but pydantic and
+nexus-rpc. Each input model's docstring and field descriptions are written for an LLM: the agent's
+tool catalog turns them into the JSON schema the model sees.
+"""
+
+from __future__ import annotations
+
+import nexusrpc
+from pydantic import BaseModel, Field
+
+
+class JiraMetricsInput(BaseModel):
+    """Get issue metrics (open, in progress, done, cycle time) for a Jira project."""
+
+    project: str = Field(description="The Jira project key, e.g. 'PROJ'.")
+
+
+class JiraMetricsOutput(BaseModel):
+    """Issue counts and flow metrics of one Jira project."""
+
+    project: str
+    open_issues: int
+    in_progress: int
+    done_last_30_days: int
+    average_cycle_time_days: float
+    source: str = Field(description="Where the figures come from.")
+
+
+class GetIpInput(BaseModel):
+    """Get the hostname and IP address of the machine running the IT tools."""
+
+
+class GetIpOutput(BaseModel):
+    """The IT worker host's name and addresses."""
+
+    hostname: str
+    ip: str = Field(description="The host's primary IP address.")
+    addresses: list[str] = Field(description="Every address the hostname resolves to.")
+
+
+@nexusrpc.service
+class ITService:
+    """Tools owned by the IT team."""
+
+    jira_metrics: nexusrpc.Operation[JiraMetricsInput, JiraMetricsOutput]
+    get_ip: nexusrpc.Operation[GetIpInput, GetIpOutput]

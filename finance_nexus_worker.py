@@ -1,0 +1,33 @@
+"""The Finance team's Nexus worker: serves FinanceService (`stock_price`, `calculate_roi`).
+
+Run it with `uv run finance_nexus_worker.py`. It polls in `finance-namespace`, where the endpoint
+`finance-nexus-endpoint` routes calls (create it once with `uv run python -m app.setup_nexus`).
+Connection settings come from the environment, as for every program here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from app.finance_nexus_handler import FinanceServiceHandler
+from app.shared import FINANCE_NAMESPACE, FINANCE_TASK_QUEUE
+from app.temporal_client import connect
+from app.worker_runner import configure_logging, run_until_stopped
+
+
+async def main(client: Client | None = None) -> None:
+    configure_logging()
+    client = client or await connect(FINANCE_NAMESPACE)
+    worker = Worker(
+        client,
+        task_queue=FINANCE_TASK_QUEUE,
+        nexus_service_handlers=[FinanceServiceHandler()],
+    )
+    await run_until_stopped(worker, "Finance Nexus worker")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
