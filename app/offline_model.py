@@ -145,7 +145,7 @@ def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
     if name == "get_ip":
         return f"Your IP address is {data.get('ip')} (host {data.get('hostname')})."
     if name == "stock_price":
-        note = f" ({data['source']})" if data.get("source") else ""
+        note = f", from {data['source']}" if data.get("source") else ""
         return f"{data.get('ticker')} is at {_money(data.get('price'))}{note}."
     if name == "calculate_roi":
         return (
@@ -153,6 +153,13 @@ def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
             f"({data.get('rate_interpretation', 'annual compounding')}) grows to "
             f"{_money(data.get('final_value'))}: a gain of {_money(data.get('gain'))}, "
             f"ROI {data.get('roi_percent')}%."
+        )
+    if name == "jira_metrics":
+        return (
+            f"Project {data.get('project')}: {data.get('open_issues')} open issues, "
+            f"{data.get('in_progress')} in progress, {data.get('done_last_30_days')} done in the "
+            f"last 30 days, average cycle time {data.get('average_cycle_time_days')} days "
+            f"({data.get('source')})."
         )
     details = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in data.items())
     return f"{name.replace('_', ' ').capitalize()}: {details}."

@@ -137,13 +137,14 @@ async def test_conversation_uses_all_four_remote_tools_across_namespaces(
             await send(handle, "Show Jira metrics for project PROJ"),
         ]
         events = (await handle.fetch_history()).events
-    assert answers[0] == f"AAPL is at ${price:,.2f} (sample data (no market feed configured))."
+    assert answers[0] == f"AAPL is at ${price:,.2f}, from sample data (no market feed configured)."
     assert (
         answers[1]
         == f"Your IP address is {host_addresses().ip} (host {host_addresses().hostname})."
     )
     assert "grows to $16,288.95: a gain of $6,288.95, ROI 62.89%." in answers[2]
-    assert answers[3].startswith("Jira metrics: project: PROJ, open issues:")
+    assert answers[3].startswith("Project PROJ: ")
+    assert answers[3].endswith("(sample data (no Jira server configured)).")
     scheduled = [
         e.nexus_operation_scheduled_event_attributes
         for e in events
@@ -202,7 +203,7 @@ async def test_a_remote_worker_that_is_down_makes_the_tool_unavailable_not_the_a
     async with orchestrator(client) as task_queue:
         handle = await client.start_workflow(
             AgentWorkflow.run,
-            AgentInput(config=AgentConfig(nexus_timeout_seconds=2)),
+            AgentInput(config=AgentConfig(nexus_timeout_seconds=6)),
             id=f"down-{uuid.uuid4()}",
             task_queue=task_queue,
         )
@@ -214,7 +215,7 @@ async def test_a_remote_worker_that_is_down_makes_the_tool_unavailable_not_the_a
             up = await send(handle, "What is the stock price of AAPL?")
     assert down == (
         "The stock_price tool failed: the stock_price tool is unavailable: "
-        "finance-nexus-endpoint did not answer within 2 seconds."
+        "finance-nexus-endpoint did not answer within 6 seconds."
     )
     assert elapsed < 10
     assert up.startswith("AAPL is at $")
