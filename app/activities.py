@@ -116,10 +116,12 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     calls = [
         ToolCall(
             id=call.id or f"call_{index}",
-            name=call.function.name or "",
-            arguments=call.function.arguments or "{}",
+            name=function.name or "",
+            arguments=function.arguments or "{}",
         )
         for index, call in enumerate(choice.tool_calls or [])
+        # Only function tools are offered; anything else the model invents has no function.
+        if (function := getattr(call, "function", None)) is not None
     ]
     content = choice.content if isinstance(choice.content, str) else None
     if not calls and not content:

@@ -61,23 +61,23 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
     """Create the namespaces, then the endpoints; returns one line per thing."""
     lines = []
     for _, namespace, _ in ENDPOINTS:
-        request = RegisterNamespaceRequest(
+        register = RegisterNamespaceRequest(
             namespace=namespace, workflow_execution_retention_period=RETENTION
         )
         lines.append(
             await _create(
-                f"namespace {namespace}", client.workflow_service.register_namespace(request)
+                f"namespace {namespace}", client.workflow_service.register_namespace(register)
             )
         )
     for name, namespace, task_queue in ENDPOINTS:
         target = EndpointTarget(
             worker=EndpointTarget.Worker(namespace=namespace, task_queue=task_queue)
         )
-        request = CreateNexusEndpointRequest(spec=EndpointSpec(name=name, target=target))
+        create = CreateNexusEndpointRequest(spec=EndpointSpec(name=name, target=target))
         lines.append(
             await _create(
                 f"endpoint {name} -> {namespace}/{task_queue}",
-                client.operator_service.create_nexus_endpoint(request),
+                client.operator_service.create_nexus_endpoint(create),
             )
         )
     return lines

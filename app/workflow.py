@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -71,7 +72,7 @@ class AgentWorkflow:
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
-        self._nexus_clients = {
+        self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
                 service=tool.route.service, endpoint=tool.route.endpoint
             )

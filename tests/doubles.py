@@ -17,7 +17,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from app.activities import execute_tool
-from app.models import AgentConfig, AgentInput, Message, PlanInput, PlanOutput, ToolCall
+from app.models import (
+    AgentConfig,
+    AgentInput,
+    AgentResult,
+    Message,
+    PlanInput,
+    PlanOutput,
+    ToolCall,
+)
 from app.workflow import AgentWorkflow
 
 Script = Callable[[list[Message]], Message]
@@ -77,9 +85,9 @@ class AgentHarness:
         self.llm = llm
         self.config = config
         self.task_queue = f"agent-test-{uuid.uuid4()}"
-        self.handle: WorkflowHandle[AgentWorkflow, object] | None = None
+        self.handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
 
-    async def start(self) -> WorkflowHandle[AgentWorkflow, object]:
+    async def start(self) -> WorkflowHandle[AgentWorkflow, AgentResult]:
         self.handle = await self.client.start_workflow(
             AgentWorkflow.run,
             AgentInput(config=self.config),
@@ -97,11 +105,11 @@ class AgentHarness:
         )
 
 
-async def send(handle: WorkflowHandle[AgentWorkflow, object], message: str) -> str:
+async def send(handle: WorkflowHandle[AgentWorkflow, AgentResult], message: str) -> str:
     """Send one message and wait for the answer."""
     return await handle.execute_update(AgentWorkflow.send_message, message)
 
 
-async def history(handle: WorkflowHandle[AgentWorkflow, object]) -> list[Message]:
+async def history(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> list[Message]:
     """The conversation as the workflow holds it."""
     return (await handle.query(AgentWorkflow.get_history)).messages
