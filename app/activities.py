@@ -8,6 +8,7 @@ succeed on a retry become non-retryable `ApplicationError`s whose message the us
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from temporalio import activity
@@ -86,6 +87,11 @@ def fit_to_context(
     except Exception:  # models LiteLLM has no data for (local and custom ones)
         return messages
     if not limit:
+        return messages
+    # A token is at least one character, so a prompt with fewer characters (plus a few tokens
+    # of framing per message) than the budget fits without counting, which is the common case.
+    characters = len(json.dumps(messages)) + len(json.dumps(tools)) + 8 * len(messages)
+    if characters <= 0.9 * limit:
         return messages
     # A turn starts at a user message; cutting inside one would orphan tool results.
     starts = [i for i, m in enumerate(messages) if m["role"] == "user"]

@@ -85,6 +85,20 @@ def litellm_module() -> Any:
             {"provider": "offline", "custom_handler": OfflineAgentLLM()},
         ]
         litellm.suppress_debug_info = True
+        # Known to LiteLLM's model table: free, and with a context size for trimming.
+        litellm.register_model(
+            {
+                OFFLINE_MODEL: {
+                    "litellm_provider": "offline",
+                    "mode": "chat",
+                    "max_input_tokens": 32_000,
+                    "max_output_tokens": 4_000,
+                    "input_cost_per_token": 0.0,
+                    "output_cost_per_token": 0.0,
+                    "supports_function_calling": True,
+                }
+            }
+        )
     return litellm
 
 

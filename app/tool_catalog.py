@@ -8,6 +8,8 @@ description is its input model's docstring; its schema is the model's JSON schem
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +83,13 @@ TOOLS: dict[str, Tool] = {
 }
 
 
+@functools.cache
+def _schemas_json() -> str:
+    # Building JSON schemas costs about 1.5 ms per planning call: build them once.
+    return json.dumps([tool.schema() for tool in TOOLS.values()])
+
+
 def tool_schemas() -> list[dict[str, Any]]:
-    """Every tool's schema, in catalog order."""
-    return [tool.schema() for tool in TOOLS.values()]
+    """Every tool's schema, in catalog order (a fresh copy: callers may modify it)."""
+    schemas: list[dict[str, Any]] = json.loads(_schemas_json())
+    return schemas
