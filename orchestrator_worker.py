@@ -25,9 +25,8 @@ from app.workflow import AgentWorkflow
 
 async def main(client: Client | None = None) -> None:
     configure_logging()
-    # Importing LiteLLM takes seconds: pay it now, not on the first user message.
-    choice = await asyncio.to_thread(choose_model)
-    logging.getLogger(__name__).info("Model: %s", choice.describe())
+    # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
+    warm_up = asyncio.create_task(asyncio.to_thread(choose_model))
     client = client or await connect(ORCHESTRATOR_NAMESPACE)
     worker = Worker(
         client,
@@ -36,6 +35,7 @@ async def main(client: Client | None = None) -> None:
         activities=[plan_next_action, execute_tool],
         graceful_shutdown_timeout=timedelta(seconds=30),
     )
+    logging.getLogger(__name__).info("Model: %s", (await warm_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")
 
 

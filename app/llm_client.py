@@ -95,6 +95,8 @@ def litellm_module() -> Any:
                     "max_output_tokens": 4_000,
                     "input_cost_per_token": 0.0,
                     "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0,
                     "supports_function_calling": True,
                 }
             }
