@@ -8,7 +8,11 @@ succeed on a retry become non-retryable `ApplicationError`s whose message the us
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio import activity
@@ -68,13 +72,32 @@ def provider_error(err: Exception, settings: LLMSettings) -> ApplicationError:
     """`err` from LiteLLM as an ApplicationError that tells Temporal whether to retry."""
     litellm = litellm_module()
     detail = redact(str(err), settings)[:500]
+    raised = _raised_class(err, litellm)
     for exception_name, error_type, retryable, summary in _PROVIDER_ERRORS:
         exception_class = getattr(litellm, exception_name, None)
-        if exception_class is not None and isinstance(err, exception_class):
+        if exception_class is not None and issubclass(raised, exception_class):
             return ApplicationError(
                 f"{summary} ({detail})", type=error_type, non_retryable=not retryable
             )
     return ApplicationError(f"the LLM call failed ({detail})", type="LLMError")
+
+
+def _raised_class(err: Exception, litellm: Any) -> type[BaseException]:
+    """The LiteLLM exception class that says best what went wrong."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in causes:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    # LiteLLM reports a refused connection as a server error (500).
+    if any(isinstance(c, ConnectionError) for c in causes) and not isinstance(err, litellm.Timeout):
+        return litellm.APIConnectionError
+    # When every fallback model fails, LiteLLM raises a plain Exception whose message starts with
+    # the last error ("litellm.AuthenticationError: ..."): keep its class, so that a permanent
+    # failure is still not retried.
+    match = re.match(r"litellm\.(\w+):", str(err))
+    named = getattr(litellm, match[1], None) if match and type(err) is Exception else None
+    return named if isinstance(named, type) else type(err)
 
 
 def fit_to_context(
@@ -104,6 +127,24 @@ def fit_to_context(
     return system + messages[starts[-1] :] if starts else messages
 
 
+@contextlib.asynccontextmanager
+async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while an LLM call runs, so a crashed worker is noticed within the heartbeat
+    timeout (seconds) rather than the call's whole timeout (minutes)."""
+
+    async def beat() -> None:
+        # Sleep first: a quick call sends no heartbeat at all, and so costs no round trip.
+        while True:
+            await asyncio.sleep(every_seconds)
+            activity.heartbeat()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 @activity.defn
 async def plan_next_action(input: PlanInput) -> PlanOutput:
     """Ask the LLM for the next step: tool calls to run, or the answer to the user."""
@@ -113,7 +154,8 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     messages += [message.to_chat() for message in input.messages]
     try:
         messages = fit_to_context(settings.model, messages, tools)
-        response, model = await complete(messages, tools, settings)
+        async with heartbeating():
+            response, model = await complete(messages, tools, settings)
     except ApplicationError:
         raise
     except Exception as err:

@@ -80,6 +80,8 @@ class AgentConfig(BaseModel):
     # (50K events, 2,000 updates per run).
     max_turns_per_run: int = 200
     llm_timeout_seconds: float = 120.0
+    # The LLM activity heartbeats while it waits: a dead worker's call is retried this soon.
+    llm_heartbeat_timeout_seconds: float = 10.0
     llm_retry_initial_seconds: float = 1.0
     llm_retry_max_seconds: float = 30.0
     llm_max_attempts: int = 8

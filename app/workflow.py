@@ -180,6 +180,7 @@ class AgentWorkflow:
                 plan_next_action,
                 PlanInput(messages=window),
                 start_to_close_timeout=timedelta(seconds=self._config.llm_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=self._config.llm_heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=self._config.llm_retry_initial_seconds),
                     maximum_interval=timedelta(seconds=self._config.llm_retry_max_seconds),
