@@ -7,9 +7,13 @@ and the offline model, and prints the figures it asserts on (run pytest with `-s
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -79,31 +83,37 @@ async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
     assert late <= 1.5 * early
 
 
-async def test_a_one_megabyte_message_is_rejected_cleanly(time_skipping_env: WorkflowEnvironment):
-    client = time_skipping_env.client
-    task_queue = f"big-{uuid.uuid4()}"
+@asynccontextmanager
+async def real_agent(env: WorkflowEnvironment) -> AsyncIterator[WorkflowHandle[AgentWorkflow, Any]]:
+    """A conversation served by the real activities and the offline model."""
+    task_queue = f"agent-{uuid.uuid4()}"
     async with Worker(
-        client,
+        env.client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
         activities=[plan_next_action, execute_tool],
     ):
-        handle = await client.start_workflow(
-            AgentWorkflow.run, AgentInput(), id=f"big-{uuid.uuid4()}", task_queue=task_queue
+        yield await env.client.start_workflow(
+            AgentWorkflow.run, AgentInput(), id=f"agent-{uuid.uuid4()}", task_queue=task_queue
         )
+
+
+def failed_workflow_tasks(events: Sequence[HistoryEvent]) -> list[HistoryEvent]:
+    return [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
+async def test_a_one_megabyte_message_is_rejected_cleanly(time_skipping_env: WorkflowEnvironment):
+    async with real_agent(time_skipping_env) as handle:
         with pytest.raises(WorkflowUpdateFailedError) as failure:
             await handle.execute_update(AgentWorkflow.send_message, "x" * 1_000_000)
-        assert isinstance(failure.value.cause, ApplicationError)
-        assert (
-            failure.value.cause.message
-            == "the message has 1,000,000 characters; the limit is 32,000"
-        )
-        assert (
-            await handle.execute_update(AgentWorkflow.send_message, "Echo still here")
-            == "still here"
-        )
+        answer = await handle.execute_update(AgentWorkflow.send_message, "Echo still here")
         events = (await handle.fetch_history()).events
-    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.message == (
+        "the message has 1,000,000 characters; the limit is 32,000"
+    )
+    assert answer == "still here"
+    assert failed_workflow_tasks(events) == []
 
 
 async def test_a_five_megabyte_tool_result_is_capped_inside_the_activity(
@@ -112,20 +122,10 @@ async def test_a_five_megabyte_tool_result_is_capped_inside_the_activity(
     monkeypatch.setitem(
         app.local_tools.LOCAL_TOOLS, "echo", (EchoInput, lambda args: "y" * 5_000_000)
     )
-    client = time_skipping_env.client
-    task_queue = f"huge-{uuid.uuid4()}"
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-    ):
-        handle = await client.start_workflow(
-            AgentWorkflow.run, AgentInput(), id=f"huge-{uuid.uuid4()}", task_queue=task_queue
-        )
+    async with real_agent(time_skipping_env) as handle:
         answer = await handle.execute_update(AgentWorkflow.send_message, "Echo anything")
         events = (await handle.fetch_history()).events
     assert answer.endswith("[... 4,984,000 more characters cut]")
     assert len(answer) < 17_000
-    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert failed_workflow_tasks(events) == []
     assert sum(event.ByteSize() for event in events) < 200_000
