@@ -19,6 +19,7 @@ from app.worker_runner import configure_logging, run_until_stopped
 
 
 async def main(client: Client | None = None) -> None:
+    """Serve the Finance tools until Ctrl-C; tests pass their own client."""
     configure_logging()
     client = client or await connect(FINANCE_NAMESPACE)
     worker = Worker(

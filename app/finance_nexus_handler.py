@@ -1,9 +1,11 @@
 """The Finance team's Nexus handlers.
 
 Both operations are sync: a quote from a feed client and a compound-interest formula answer in
-milliseconds, so a workflow per call would only add latency. If the feed became slow or flaky, the
-`stock_price` operation would move to a workflow-backed one, as IT's `jira_metrics` is, without
-any change for callers. Bad arguments fail at once with a non-retryable error.
+milliseconds, so a workflow per call would only add latency (a workflow start, an activity and
+several history writes) for no durability the caller lacks: the caller's own Nexus call already
+retries a failed attempt until its timeout. If the feed became slow or flaky, `stock_price` would
+become workflow-backed, as IT's `jira_metrics` is, without any change for callers. Bad arguments
+fail at once with a non-retryable `InvalidToolArguments` error the LLM can read.
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ class FinanceServiceHandler:
     async def stock_price(
         self, ctx: nexusrpc.handler.StartOperationContext, input: StockPriceInput
     ) -> StockPriceOutput:
+        """The ticker's price from the configured market-data feed."""
         try:
             return await stock_quote(input.ticker)
         except InvalidToolArguments as err:
+            # A plain exception would be retried until the caller's timeout.
             raise non_retryable(err) from None
 
     @nexusrpc.handler.sync_operation
     async def calculate_roi(
         self, ctx: nexusrpc.handler.StartOperationContext, input: CalculateRoiInput
     ) -> CalculateRoiOutput:
+        """Compound interest on the investment, annually compounded."""
         try:
             return compute_roi(input)
         except InvalidToolArguments as err:

@@ -2,7 +2,9 @@
 
 This is what another team imports to call Finance tools; it depends on nothing but pydantic and
 nexus-rpc. Each input model's docstring and field descriptions are written for an LLM: the agent's
-tool catalog turns them into the JSON schema the model sees.
+tool catalog turns them into the JSON schema the model sees. Input types stay plain (`str`,
+`float`): the tool code checks their meaning, so a bad value comes back as a readable,
+non-retryable error.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pydantic import BaseModel, Field
 class StockPriceInput(BaseModel):
     """Get the current stock price for a ticker symbol."""
 
-    ticker: str = Field(description="The ticker symbol, e.g. 'AAPL' or 'BRK.B'.")
+    ticker: str = Field(
+        description="The ticker symbol: 1 to 5 letters, optionally with a class suffix.",
+        examples=["AAPL", "BRK.B"],
+    )
 
 
 class StockPriceOutput(BaseModel):
@@ -23,17 +28,22 @@ class StockPriceOutput(BaseModel):
     ticker: str
     price: float
     currency: str
-    source: str = Field(description="Where the price comes from.")
+    source: str = Field(description="Where the price comes from; says so when it is sample data.")
 
 
 class CalculateRoiInput(BaseModel):
     """Calculate the return on an investment with annual compound interest."""
 
-    principal: float = Field(description="The amount invested, e.g. 10000.")
+    principal: float = Field(description="The amount invested, a positive number, e.g. 10000.")
     rate: float = Field(
-        description="The annual interest rate, as a percentage (5) or a fraction (0.05)."
+        description=(
+            "The annual interest rate, as a percentage (5) or a fraction (0.05); "
+            "a value above 1 is read as a percentage."
+        )
     )
-    years: float = Field(description="How many years the money stays invested, e.g. 10.")
+    years: float = Field(
+        description="How many years the money stays invested, from 0 to 100, e.g. 10."
+    )
 
 
 class CalculateRoiOutput(BaseModel):
@@ -43,9 +53,9 @@ class CalculateRoiOutput(BaseModel):
     annual_rate_percent: float
     rate_interpretation: str = Field(description="How the given rate was read.")
     years: float
-    final_value: float
-    gain: float
-    roi_percent: float
+    final_value: float = Field(description="The value after the last year, rounded to cents.")
+    gain: float = Field(description="final_value minus principal.")
+    roi_percent: float = Field(description="The gain as a percentage of the principal.")
 
 
 @nexusrpc.service

@@ -3,7 +3,8 @@
 There is no Jira here, so `SampleJiraClient` returns deterministic sample figures that say so; a
 real client only has to implement `JiraClient`. `fetch_jira_metrics` is an activity, run by the
 handler workflow behind the workflow-backed `jira_metrics` operation, so a flaky Jira is retried
-by Temporal on the IT team's side.
+by Temporal on the IT team's side. `get_host_addresses` asks only the local resolver and kernel:
+it never sends a packet.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.it_service import GetIpOutput, JiraMetricsInput, JiraMetricsOutput
 from app.tool_errors import InvalidToolArguments, non_retryable
 
 _PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
+_ISSUE_KEY = re.compile(r"([A-Z][A-Z0-9_]{0,9})-\d+")
 
 
 def project_key(project: str) -> str:
@@ -28,6 +30,11 @@ def project_key(project: str) -> str:
     key = project.strip().upper()
     if not key:
         raise InvalidToolArguments("the Jira project key is empty: give a key such as 'PROJ'")
+    if issue := _ISSUE_KEY.fullmatch(key):
+        # LLMs often pass the issue key the user mentioned: say which part to use.
+        raise InvalidToolArguments(
+            f"{project!r} is an issue key, not a project key: use {issue.group(1)!r}"
+        )
     if not _PROJECT_KEY.fullmatch(key):
         raise InvalidToolArguments(
             f"{project!r} is not a Jira project key: use a letter followed by up to 9 letters, "
@@ -46,6 +53,7 @@ class SampleJiraClient:
     """Deterministic sample metrics, the same for the same project key every time."""
 
     async def metrics(self, project: str) -> JiraMetricsOutput:
+        """Sample figures for `project`, derived from a hash of the key."""
         seed = int.from_bytes(hashlib.sha256(project.encode()).digest()[:8], "big")
         return JiraMetricsOutput(
             project=project,
@@ -77,7 +85,8 @@ def _interface_addresses() -> list[str]:
         import fcntl
 
         siocgifaddr = 0x8915
-        # An unconnected socket is only a handle for the ioctl: nothing is sent.
+        # An unbound, unconnected socket is only a handle for the ioctl: nothing is sent. It finds
+        # the real address where the hostname resolves only to loopback (containers, Debian).
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as handle:
             for _, name in socket.if_nameindex():
                 with contextlib.suppress(OSError):
@@ -87,7 +96,7 @@ def _interface_addresses() -> list[str]:
     return addresses
 
 
-def host_addresses() -> GetIpOutput:
+def get_host_addresses() -> GetIpOutput:
     """This host's name and addresses, from the resolver and the kernel: no packet is sent."""
     hostname = socket.gethostname()
     addresses: list[str] = []
@@ -98,3 +107,7 @@ def host_addresses() -> GetIpOutput:
     ipv4 = [a for a in addresses if ":" not in a]
     primary = next((a for a in ipv4 if not a.startswith("127.")), "127.0.0.1")
     return GetIpOutput(hostname=hostname, ip=primary, addresses=addresses or [primary])
+
+
+# The name the first callers (bench, end-to-end tests) use.
+host_addresses = get_host_addresses

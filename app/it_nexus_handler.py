@@ -2,13 +2,15 @@
 
 `get_ip` is a sync operation: it is quick local work, so the caller gets the answer in one round
 trip with no workflow of ours in between. `jira_metrics` is workflow-backed: a real Jira is a slow
-external system that fails now and then, so the IT team runs it as a workflow whose activity
-Temporal retries on the IT side, at the cost of some latency; the caller just awaits the result.
-Bad arguments fail at once with a non-retryable error that the caller can show the LLM.
+external system that fails now and then, so the IT team runs each call as a workflow in its own
+namespace, whose activity Temporal retries on the IT side with the IT team's policy, at the cost
+of some latency (a workflow start and an activity per call); the caller just awaits the result.
+Bad arguments fail at once with a non-retryable `InvalidToolArguments` error the LLM can read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import nexusrpc
@@ -17,7 +19,7 @@ from temporalio import nexus, workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from app.it_activities import fetch_jira_metrics, host_addresses
+    from app.it_activities import fetch_jira_metrics, get_host_addresses, project_key
     from app.it_service import (
         GetIpInput,
         GetIpOutput,
@@ -25,6 +27,20 @@ with workflow.unsafe.imports_passed_through():
         JiraMetricsInput,
         JiraMetricsOutput,
     )
+    from app.tool_errors import InvalidToolArguments, non_retryable
+
+# A call to Jira that takes longer than this is stuck: give up and try again.
+JIRA_CALL_TIMEOUT = timedelta(seconds=10)
+JIRA_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2,
+    maximum_attempts=5,
+    # The activity already raises these as non-retryable; naming the type keeps that true even
+    # if a future client raises a plain ApplicationError of this type.
+    non_retryable_error_types=["InvalidToolArguments"],
+)
+# Bounds a handler workflow whose caller has gone away: 5 attempts with backoff fit well within.
+JIRA_WORKFLOW_TIMEOUT = timedelta(minutes=2)
 
 
 @workflow.defn
@@ -33,13 +49,12 @@ class JiraMetricsWorkflow:
 
     @workflow.run
     async def run(self, input: JiraMetricsInput) -> JiraMetricsOutput:
+        """The project's metrics, after as many attempts as the retry policy allows."""
         return await workflow.execute_activity(
             fetch_jira_metrics,
             input,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(
-                maximum_attempts=5, non_retryable_error_types=["InvalidToolArguments"]
-            ),
+            start_to_close_timeout=JIRA_CALL_TIMEOUT,
+            retry_policy=JIRA_RETRY_POLICY,
         )
 
 
@@ -51,13 +66,24 @@ class ITServiceHandler:
     async def jira_metrics(
         self, ctx: nexus.WorkflowRunOperationContext, input: JiraMetricsInput
     ) -> nexus.WorkflowHandle[JiraMetricsOutput]:
-        # The request id is the same when the caller retries: starting twice is deduplicated.
+        """Starts a JiraMetricsWorkflow; a malformed key is refused before any workflow starts."""
+        try:
+            key = project_key(input.project)
+        except InvalidToolArguments as err:
+            raise non_retryable(err) from None
+        # The request id stays the same when Nexus retries the start, so a retry finds the
+        # workflow the first attempt started instead of starting a second one.
         return await ctx.start_workflow(
-            JiraMetricsWorkflow.run, input, id=f"jira-metrics-{ctx.request_id}"
+            JiraMetricsWorkflow.run,
+            JiraMetricsInput(project=key),
+            id=f"jira-metrics-{key}-{ctx.request_id}",
+            execution_timeout=JIRA_WORKFLOW_TIMEOUT,
         )
 
     @nexusrpc.handler.sync_operation
     async def get_ip(
         self, ctx: nexusrpc.handler.StartOperationContext, input: GetIpInput
     ) -> GetIpOutput:
-        return host_addresses()
+        """This worker host's name and addresses."""
+        # Resolving the hostname can block on a slow resolver: keep the worker's loop free.
+        return await asyncio.to_thread(get_host_addresses)

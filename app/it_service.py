@@ -2,7 +2,8 @@
 
 This is what another team imports to call IT tools; it depends on nothing but pydantic and
 nexus-rpc. Each input model's docstring and field descriptions are written for an LLM: the agent's
-tool catalog turns them into the JSON schema the model sees.
+tool catalog turns them into the JSON schema the model sees. Input types stay plain (`str`): the
+tool code checks their meaning, so a bad value comes back as a readable, non-retryable error.
 """
 
 from __future__ import annotations
@@ -14,18 +15,26 @@ from pydantic import BaseModel, Field
 class JiraMetricsInput(BaseModel):
     """Get issue metrics (open, in progress, done, cycle time) for a Jira project."""
 
-    project: str = Field(description="The Jira project key, e.g. 'PROJ'.")
+    project: str = Field(
+        description=(
+            "The Jira project key: a letter followed by up to 9 letters, digits or underscores, "
+            "in any case, e.g. 'PROJ' or 'OPS'. Not an issue key such as 'PROJ-123'."
+        ),
+        examples=["PROJ", "OPS"],
+    )
 
 
 class JiraMetricsOutput(BaseModel):
     """Issue counts and flow metrics of one Jira project."""
 
-    project: str
+    project: str = Field(description="The project key, upper-cased.")
     open_issues: int
     in_progress: int
-    done_last_30_days: int
-    average_cycle_time_days: float
-    source: str = Field(description="Where the figures come from.")
+    done_last_30_days: int = Field(description="Issues resolved in the last 30 days.")
+    average_cycle_time_days: float = Field(
+        description="Mean days from 'in progress' to 'done' over the last 30 days."
+    )
+    source: str = Field(description="Where the figures come from; says so when it is sample data.")
 
 
 class GetIpInput(BaseModel):

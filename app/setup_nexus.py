@@ -33,12 +33,16 @@ ENDPOINTS = [
     (IT_ENDPOINT, IT_NAMESPACE, IT_TASK_QUEUE),
     (FINANCE_ENDPOINT, FINANCE_NAMESPACE, FINANCE_TASK_QUEUE),
 ]
-RETENTION = Duration(seconds=3 * 24 * 3600)
+# How long closed workflows stay visible; the same as the `temporal` CLI's default.
+RETENTION_DAYS = 3
 
 
 def cli_commands() -> list[str]:
     """The same setup as `temporal` CLI commands (they fail if the thing already exists)."""
-    commands = [f"temporal operator namespace create --namespace {ns}" for _, ns, _ in ENDPOINTS]
+    commands = [
+        f"temporal operator namespace create --namespace {ns} --retention {RETENTION_DAYS}d"
+        for _, ns, _ in ENDPOINTS
+    ]
     commands += [
         f"temporal operator nexus endpoint create --name {name} "
         f"--target-namespace {ns} --target-task-queue {queue}"
@@ -48,6 +52,7 @@ def cli_commands() -> list[str]:
 
 
 async def _create(description: str, create: Awaitable[object]) -> str:
+    """Await `create`; "already exists" counts as success, so setup can run any number of times."""
     try:
         await create
     except RPCError as err:
@@ -62,7 +67,8 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
     lines = []
     for _, namespace, _ in ENDPOINTS:
         register = RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=RETENTION
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(seconds=RETENTION_DAYS * 24 * 3600),
         )
         lines.append(
             await _create(
@@ -84,6 +90,7 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
 
 
 async def main(client: Client | None = None) -> None:
+    """Connect (unless given a client), set everything up and print what was done."""
     client = client or await connect(ORCHESTRATOR_NAMESPACE)
     for line in await ensure_nexus_setup(client):
         print(line)
