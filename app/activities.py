@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -149,6 +150,9 @@ async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
 async def plan_next_action(input: PlanInput) -> PlanOutput:
     """Ask the LLM for the next step: tool calls to run, or the answer to the user."""
     settings = LLMSettings.from_env()
+    if "litellm" not in sys.modules:
+        # The first import takes seconds: off the event loop, so other work and heartbeats go on.
+        await asyncio.to_thread(litellm_module)
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]

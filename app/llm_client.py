@@ -9,10 +9,12 @@ and keys are read here, inside the worker, and never travel through Temporal.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from app.config import load_env
 
@@ -138,16 +140,35 @@ async def complete(
         # Temporal's retry policy owns retries, so every attempt shows in the event history.
         "num_retries": 0,
     }
+    api_base, basic_auth = split_credentials(settings.api_base)
     optional = {
-        "api_base": settings.api_base,
+        "api_base": api_base,
         "api_key": settings.api_key,
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "fallbacks": settings.fallbacks or None,
+        "extra_headers": {"Authorization": basic_auth} if basic_auth else None,
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
     response = await litellm_module().acompletion(**kwargs)
-    return response, model
+    # LiteLLM's fallbacks say in a response header which of the models answered.
+    headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
+    models = [model, *settings.fallbacks]
+    attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
+    return response, models[attempted] if attempted < len(models) else model
+
+
+def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:
+    """`api_base` without `user:password@`, and those credentials as a Basic auth header."""
+    parts = urlsplit(api_base or "")
+    if api_base is None or (parts.username is None and parts.password is None):
+        return api_base, None
+    # LiteLLM's aiohttp transport refuses a URL with credentials ("Cannot combine AUTHORIZATION
+    # header with ... credentials encoded in URL"): send them as the header httpx would build.
+    userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    token = base64.b64encode(userinfo.encode()).decode()
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def redact(text: str, settings: LLMSettings | None = None) -> str:
@@ -158,6 +179,11 @@ def redact(text: str, settings: LLMSettings | None = None) -> str:
         for name, value in os.environ.items()
         if value and len(value) >= 8 and re.search(r"(API_KEY|TOKEN|SECRET)$", name)
     ]
+    basic_auth = split_credentials(settings.api_base)[1]
+    if basic_auth:
+        # A provider may echo the password alone, or the header it was sent in.
+        password = urlsplit(settings.api_base or "").password or ""
+        secrets += [password, unquote(password), basic_auth.removeprefix("Basic ")]
     for secret in filter(None, secrets):
         text = text.replace(secret, "[redacted]")
     return re.sub(r"(\w+://)[^/@\s]+@", r"\1[redacted]@", text)

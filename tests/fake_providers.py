@@ -1,0 +1,476 @@
+"""Scripted LLM providers on 127.0.0.1 that speak OpenAI's and Anthropic's chat wire formats.
+
+`FakeProvider` is a small aiohttp server on a free local port. Every request it receives is
+recorded (path, headers, JSON body), and a script (a function of the request, which tests may
+swap at any time) decides the reply: text, tool calls, an error status, or a reply that comes
+too late. `OpenAIWire` and `AnthropicWire` build replies and read requests in each provider's
+format, so one test can run against both providers by changing the wire it is given. Real
+LiteLLM talks to these servers exactly as it would to the providers' APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+import pytest
+from aiohttp import web
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from app.activities import execute_tool, plan_next_action
+from app.config import load_env
+from app.llm_client import litellm_module
+from app.models import AgentConfig, AgentInput, AgentResult
+from app.workflow import AgentWorkflow
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One HTTP request as the fake provider received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model", ""))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the fake provider answers: a status, a JSON body, and how long it waits first."""
+
+    body: dict[str, Any]
+    status: int = 200
+    delay_seconds: float = 0.0
+
+
+Script = Callable[[ReceivedRequest], Reply]
+
+
+class FakeProvider:
+    """A scripted chat-completions server on a free port of 127.0.0.1; use it with `async with`."""
+
+    def __init__(self, script: Script, paths: tuple[str, ...], port: int = 0) -> None:
+        self.script = script
+        self.paths = paths
+        self.requests: list[ReceivedRequest] = []
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._wanted_port = port
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`, without any path."""
+        if self._port is None:
+            raise RuntimeError("the fake provider is not running")
+        return f"http://127.0.0.1:{self._port}"
+
+    async def __aenter__(self) -> FakeProvider:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # Cancel a slow reply when its client gives up, so nothing outlives the test.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._wanted_port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        text = await request.text()
+        received = ReceivedRequest(
+            method=request.method,
+            path=request.path,
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=json.loads(text) if text else {},
+        )
+        self.requests.append(received)
+        if request.method != "POST" or request.path not in self.paths:
+            return web.json_response({"error": f"no route {request.path}"}, status=404)
+        reply = self.script(received)
+        if reply.delay_seconds:
+            # Wait, but stop waiting when the server closes.
+            try:
+                await asyncio.wait_for(self._closing.wait(), reply.delay_seconds)
+            except TimeoutError:
+                pass
+        return web.json_response(reply.body, status=reply.status)
+
+
+@dataclass(frozen=True)
+class WireCall:
+    """A tool call as a provider sends it: an id, a tool name and the arguments' JSON text."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    @classmethod
+    def of(cls, id: str, name: str, arguments: dict[str, Any]) -> WireCall:
+        return cls(id, name, json.dumps(arguments))
+
+
+@dataclass(frozen=True)
+class WireToolResult:
+    """A tool result as the client sent it back: the call's id and the text content."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+class Wire(Protocol):
+    """One provider's wire format, seen from the server side."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def key_variable(self) -> str: ...
+    @property
+    def paths(self) -> tuple[str, ...]: ...
+
+    def api_base(self, url: str) -> str: ...
+    def text(self, text: str, model: str | None = None) -> Reply: ...
+    def tool_calls(self, *calls: WireCall) -> Reply: ...
+    def error(self, status: int, message: str, code: str | None = None) -> Reply: ...
+    def tool_schemas(self, request: ReceivedRequest) -> list[dict[str, Any]]: ...
+    def tool_results(self, request: ReceivedRequest) -> list[WireToolResult]: ...
+    def system_prompt(self, request: ReceivedRequest) -> str: ...
+    def api_key(self, request: ReceivedRequest) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class OpenAIWire:
+    """The OpenAI Chat Completions API: `POST /v1/chat/completions` with `tool_calls`."""
+
+    name: str = "openai"
+    model: str = "openai/gpt-test"
+    key_variable: str = "OPENAI_API_KEY"
+    paths: tuple[str, ...] = ("/v1/chat/completions",)
+
+    def api_base(self, url: str) -> str:
+        # Like https://api.openai.com/v1: LiteLLM appends /chat/completions.
+        return f"{url}/v1"
+
+    def _completion(self, message: dict[str, Any], finish: str, model: str | None) -> Reply:
+        return Reply(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": model or self.model.removeprefix("openai/"),
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+    def text(self, text: str, model: str | None = None) -> Reply:
+        return self._completion({"role": "assistant", "content": text}, "stop", model)
+
+    def tool_calls(self, *calls: WireCall) -> Reply:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in calls
+            ],
+        }
+        return self._completion(message, "tool_calls", None)
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        # The types and codes OpenAI sends; LiteLLM reads both to choose an exception.
+        kind, default_code = {
+            401: ("invalid_request_error", "invalid_api_key"),
+            429: ("requests", "rate_limit_exceeded"),
+        }.get(status, ("invalid_request_error" if status < 500 else "server_error", None))
+        error = {"message": message, "type": kind, "param": None, "code": code or default_code}
+        return Reply({"error": error}, status=status)
+
+    def tool_schemas(self, request: ReceivedRequest) -> list[dict[str, Any]]:
+        tools: list[dict[str, Any]] = request.body.get("tools", [])
+        return tools
+
+    def tool_results(self, request: ReceivedRequest) -> list[WireToolResult]:
+        return [
+            WireToolResult(m["tool_call_id"], m["content"])
+            for m in _current_turn(request.body["messages"], "tool")
+        ]
+
+    def system_prompt(self, request: ReceivedRequest) -> str:
+        first = request.body["messages"][0]
+        return str(first["content"]) if first["role"] == "system" else ""
+
+    def api_key(self, request: ReceivedRequest) -> str | None:
+        auth = request.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+
+@dataclass(frozen=True)
+class AnthropicWire:
+    """The Anthropic Messages API: `POST /v1/messages` with `tool_use` and `tool_result` blocks."""
+
+    name: str = "anthropic"
+    model: str = "anthropic/claude-test"
+    key_variable: str = "ANTHROPIC_API_KEY"
+    paths: tuple[str, ...] = ("/v1/messages",)
+
+    def api_base(self, url: str) -> str:
+        # Like https://api.anthropic.com: LiteLLM appends /v1/messages.
+        return url
+
+    def _message(self, content: list[dict[str, Any]], stop: str, model: str | None) -> Reply:
+        return Reply(
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model or self.model.removeprefix("anthropic/"),
+                "content": content,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            }
+        )
+
+    def text(self, text: str, model: str | None = None) -> Reply:
+        return self._message([{"type": "text", "text": text}], "end_turn", model)
+
+    def tool_calls(self, *calls: WireCall) -> Reply:
+        blocks = [
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": json.loads(call.arguments),
+            }
+            for call in calls
+        ]
+        return self._message(blocks, "tool_use", None)
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        kind = code or {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }.get(status, "api_error")
+        return Reply({"type": "error", "error": {"type": kind, "message": message}}, status=status)
+
+    def tool_schemas(self, request: ReceivedRequest) -> list[dict[str, Any]]:
+        # In OpenAI's shape, to compare with the catalog's schemas.
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool.get("description", ""),
+                    "parameters": tool["input_schema"],
+                },
+            }
+            for tool in request.body.get("tools", [])
+        ]
+
+    def tool_results(self, request: ReceivedRequest) -> list[WireToolResult]:
+        results = []
+        for message in _current_turn(request.body["messages"], "user"):
+            content = message["content"]
+            for block in content if isinstance(content, list) else []:
+                if block.get("type") == "tool_result":
+                    inner = block["content"]
+                    text = (
+                        inner
+                        if isinstance(inner, str)
+                        else "".join(part.get("text", "") for part in inner)
+                    )
+                    results.append(
+                        WireToolResult(block["tool_use_id"], text, bool(block.get("is_error")))
+                    )
+        return results
+
+    def system_prompt(self, request: ReceivedRequest) -> str:
+        system = request.body.get("system", "")
+        if isinstance(system, list):
+            return "".join(block.get("text", "") for block in system)
+        return str(system)
+
+    def api_key(self, request: ReceivedRequest) -> str | None:
+        return request.headers.get("x-api-key")
+
+
+WIRES: tuple[Wire, ...] = (OpenAIWire(), AnthropicWire())
+
+
+def _current_turn(messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    """The messages with `role` after the user's last own message (one that is not tool results)."""
+
+    def written_by_user(message: dict[str, Any]) -> bool:
+        content = message.get("content")
+        return message["role"] == "user" and (
+            isinstance(content, str)
+            or any(isinstance(b, dict) and b.get("type") == "text" for b in content or [])
+        )
+
+    starts = [i for i, m in enumerate(messages) if written_by_user(m)]
+    start = starts[-1] + 1 if starts else 0
+    return [m for m in messages[start:] if m["role"] == role]
+
+
+@dataclass
+class InOrder:
+    """A script that plays its replies in order, then repeats the last one."""
+
+    replies: list[Reply]
+    played: int = field(default=0)
+
+    def __call__(self, request: ReceivedRequest) -> Reply:
+        reply = self.replies[min(self.played, len(self.replies) - 1)]
+        self.played += 1
+        return reply
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (it was free a moment ago)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# ---- The real agent, pointed at a fake provider ----
+
+FAKE_KEY = "sk-test-SECRET-123"
+
+# Everything that could point LiteLLM elsewhere: a developer's `.env` must not leak into a test.
+LLM_VARIABLES = (
+    "LLM_MODEL",
+    "LLM_API_BASE",
+    "LLM_API_KEY",
+    "LLM_TIMEOUT_SECONDS",
+    "LLM_TEMPERATURE",
+    "LLM_MAX_TOKENS",
+    "LLM_FALLBACKS",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+)
+
+
+def use_provider(
+    monkeypatch: pytest.MonkeyPatch,
+    wire: Wire,
+    api_base: str | None,
+    key: str = FAKE_KEY,
+    **variables: str,
+) -> None:
+    """Point the real `plan_next_action` at a provider, through the environment only."""
+    load_env()
+    for name in LLM_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLM_MODEL", wire.model)
+    if api_base is not None:
+        monkeypatch.setenv("LLM_API_BASE", api_base)
+    monkeypatch.setenv(wire.key_variable, key)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@contextlib.asynccontextmanager
+async def real_agent(
+    env: WorkflowEnvironment, config: AgentConfig | None = None
+) -> AsyncIterator[WorkflowHandle[AgentWorkflow, AgentResult]]:
+    """One conversation, served by a worker with the real `plan_next_action` and `execute_tool`."""
+    # As the orchestrator worker does: importing LiteLLM inside the first activity would stall
+    # the event loop for seconds, long enough on a busy machine to miss the heartbeat timeout.
+    await asyncio.to_thread(litellm_module)
+    task_queue = f"provider-test-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+    ):
+        yield await env.client.start_workflow(
+            AgentWorkflow.run,
+            AgentInput(config=config or AgentConfig()),
+            id=f"conversation-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+
+
+@dataclass(frozen=True)
+class PlanActivity:
+    """One `plan_next_action` activity as the event history records it."""
+
+    # The attempt that ended it; earlier attempts are counted, not recorded one by one.
+    attempt: int
+    # The error type of the attempt before the last one, if there was one (the dev server
+    # records it; the time-skipping test server does not).
+    last_failure_type: str | None
+    # The error type it failed with, or None if it completed.
+    failure_type: str | None
+    non_retryable: bool
+
+
+async def plan_activities(handle: WorkflowHandle[Any, Any]) -> list[PlanActivity]:
+    """Every `plan_next_action` activity of the conversation, in order."""
+    events = (await handle.fetch_history()).events
+    scheduled = {
+        event.event_id
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "plan_next_action"
+    }
+    started: dict[int, tuple[int, str | None]] = {}
+    activities = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attributes = event.activity_task_started_event_attributes
+            last = attributes.last_failure if attributes.HasField("last_failure") else None
+            started[attributes.scheduled_event_id] = (
+                attributes.attempt,
+                last.application_failure_info.type if last else None,
+            )
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            scheduled_id = event.activity_task_completed_event_attributes.scheduled_event_id
+            if scheduled_id in scheduled:
+                activities.append(PlanActivity(*started[scheduled_id], None, False))
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            failed = event.activity_task_failed_event_attributes
+            if failed.scheduled_event_id in scheduled:
+                info = failed.failure.application_failure_info
+                activities.append(
+                    PlanActivity(*started[failed.scheduled_event_id], info.type, info.non_retryable)
+                )
+    return activities
