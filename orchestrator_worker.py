@@ -16,17 +16,25 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.activities import execute_tool, plan_next_action
-from app.llm_client import choose_model
+from app.llm_client import ModelChoice, choose_model, litellm_module
 from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
 from app.temporal_client import connect
 from app.worker_runner import configure_logging, run_until_stopped
 from app.workflow import AgentWorkflow
 
 
+def warm_up() -> ModelChoice:
+    """Import LiteLLM and choose the model, before the first LLM call needs them."""
+    # choose_model() alone skips the import for offline models and explicit keys; the first
+    # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
+    litellm_module()
+    return choose_model()
+
+
 async def main(client: Client | None = None) -> None:
     configure_logging()
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
-    warm_up = asyncio.create_task(asyncio.to_thread(choose_model))
+    warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR_NAMESPACE)
     worker = Worker(
         client,
@@ -35,7 +43,7 @@ async def main(client: Client | None = None) -> None:
         activities=[plan_next_action, execute_tool],
         graceful_shutdown_timeout=timedelta(seconds=30),
     )
-    logging.getLogger(__name__).info("Model: %s", (await warm_up).describe())
+    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")
 
 

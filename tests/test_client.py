@@ -1,0 +1,469 @@
+"""The chat client end to end: `client.py` as a real process against the dev server.
+
+The orchestrator worker runs in this process (the offline model; no Nexus tools are needed), and
+the client runs as people run it, with piped input or on a pseudo-terminal. The tests pin down the
+transcript, the one-line failures (rejected messages, no server, no worker, an ended
+conversation), resuming, the commands, and that only a terminal gets a live progress line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import pty
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+import client as client_program
+from app import chat
+from app.activities import execute_tool, plan_next_action
+from app.chat import ChatSession, Terminal, format_history
+from app.dev_server import dev_server_args, find_binary
+from app.llm_client import choose_model, litellm_module
+from app.models import AgentConfig, AgentInput, Message
+from app.shared import ORCHESTRATOR_TASK_QUEUE, PROJECT_ROOT
+from app.workflow import AgentWorkflow
+from tests.stack_processes import (
+    ANSI_ESCAPE,
+    Finished,
+    Running,
+    free_port,
+    program_env,
+    run_program,
+    wait_until,
+)
+
+
+def orchestrator(client: Client) -> Worker:
+    """The orchestrator worker as `orchestrator_worker.py` configures it, in this process."""
+    return Worker(
+        client,
+        task_queue=ORCHESTRATOR_TASK_QUEUE,
+        workflows=[AgentWorkflow],
+        activities=[plan_next_action, execute_tool],
+    )
+
+
+@pytest.fixture(scope="module")
+async def served(dev_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """The dev server's client, with an orchestrator worker polling the real task queue."""
+    # Imported here, not by the first activity on the worker's event loop.
+    await asyncio.to_thread(litellm_module)
+    async with orchestrator(dev_env.client):
+        yield dev_env.client
+
+
+@pytest.fixture(scope="module")
+async def bare_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A second dev server with no worker at all."""
+    temporal = find_binary("temporal")
+    assert temporal is not None
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal,
+        dev_server_extra_args=dev_server_args(),
+    )
+    yield env
+    await env.shutdown()
+
+
+def address(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+async def run_client(client: Client, stdin: str, *args: str) -> Finished:
+    """`client.py` with `stdin` piped in, against `client`'s server."""
+    env = program_env(TEMPORAL_ADDRESS=address(client))
+    return await run_program(["client.py", *args], stdin=stdin, env=env, timeout=60)
+
+
+def conversation_of(result: Finished) -> str:
+    [line] = result.lines("Conversation: ")
+    return line.split()[1]
+
+
+def assert_plain(result: Finished) -> None:
+    """No traceback, and no terminal control codes in piped output."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert ANSI_ESCAPE not in result.stdout + result.stderr
+
+
+async def end(client: Client, conversation_id: str) -> None:
+    handle = client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+    await handle.signal(AgentWorkflow.end_conversation)
+    await handle.result()
+
+
+async def test_piped_chat_prints_the_transcript_the_history_and_how_to_resume(served: Client):
+    result = await run_client(served, "Calculate 15 * 23\n\n   \n/history\nquit\n")
+
+    assert result.returncode == 0, result.stderr
+    assert_plain(result)
+    assert result.stderr == ""
+    conversation = conversation_of(result)
+    ui_port = int(address(served).rsplit(":", 1)[1]) + 1000
+    assert result.stdout.splitlines() == [
+        f"Conversation: {conversation} (new)",
+        f"Model: {choose_model().describe()}",
+        f"Web UI: http://localhost:{ui_port}/namespaces/default/workflows/{conversation}",
+        "You: Calculate 15 * 23",
+        "Agent: 15 * 23 = 345",
+        f"History of {conversation}:",
+        "You: Calculate 15 * 23",
+        '    -> calculator({"expression": "15 * 23"})',
+        "    <- calculator: 345",
+        "Agent: 15 * 23 = 345",
+        f"Conversation {conversation} stays open: resume it with "
+        f"`uv run client.py --conversation-id {conversation}`.",
+    ]
+    # Leaving the chat does not end the conversation.
+    handle = served.get_workflow_handle(conversation)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await end(served, conversation)
+
+
+async def test_a_resumed_conversation_keeps_its_history(served: Client):
+    first = await run_client(served, "Calculate 15 * 23\n")
+    conversation = conversation_of(first)
+
+    again = await run_client(
+        served, "/history\nCalculate 2 + 2\nexit\n", "--conversation-id", conversation
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert_plain(again)
+    assert f"Conversation: {conversation} (resumed)" in again.stdout
+    history = again.stdout.split(f"History of {conversation}:\n")[1]
+    assert history.startswith("You: Calculate 15 * 23\n")
+    assert again.lines("Agent: ") == ["Agent: 15 * 23 = 345", "Agent: 2 + 2 = 4"]
+    await end(served, conversation)
+
+
+async def test_a_rejected_message_is_one_error_line_and_the_chat_goes_on(served: Client):
+    result = await run_client(served, "x" * 40_000 + "\n\nCalculate 2 * 3\nquit\n")
+
+    assert result.returncode == 0
+    assert_plain(result)
+    assert result.stderr == "Error: the message has 40,000 characters; the limit is 32,000\n"
+    assert result.lines("You: ")[0].endswith("... (40,000 characters)")
+    assert result.lines("Agent: ") == ["Agent: 2 * 3 = 6"]
+    await end(served, conversation_of(result))
+
+
+async def test_an_empty_message_is_refused_by_the_workflow_in_one_line(served: Client):
+    out, err = io.StringIO(), io.StringIO()
+    session = ChatSession(
+        served, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="uv run client.py"
+    )
+    await session.start_new()
+
+    await session.send("   ")
+
+    assert err.getvalue() == "Error: the message is empty\n"
+    assert "Agent:" not in out.getvalue()
+    await end(served, session.conversation_id)
+
+
+async def test_new_starts_another_conversation_and_end_ends_this_one(served: Client):
+    result = await run_client(served, "Calculate 1 + 1\n/new\nCalculate 2 + 2\n/end\n")
+
+    assert result.returncode == 0, result.stderr
+    assert_plain(result)
+    first, second = (line.split()[1] for line in result.lines("Conversation: "))
+    assert f"Started {second}; {first} stays open." in result.stdout
+    assert result.stdout.splitlines()[-1] == f"Conversation {second} ended after 1 turn."
+    assert result.lines("Agent: ") == ["Agent: 1 + 1 = 2", "Agent: 2 + 2 = 4"]
+    described = [await served.get_workflow_handle(id).describe() for id in (first, second)]
+    assert [d.status for d in described] == [
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.COMPLETED,
+    ]
+    await end(served, first)
+
+
+async def test_resuming_an_ended_or_unknown_conversation_is_one_line_and_exit_1(served: Client):
+    ended = f"conversation-{uuid.uuid4().hex[:8]}"
+    await served.start_workflow(
+        AgentWorkflow.run, AgentInput(), id=ended, task_queue=ORCHESTRATOR_TASK_QUEUE
+    )
+    await end(served, ended)
+
+    closed = await run_client(served, "hello\n", "--conversation-id", ended)
+    unknown = await run_client(served, "hello\n", "--conversation-id", "conversation-nope")
+
+    assert (closed.returncode, closed.stdout) == (1, "")
+    assert closed.stderr == (
+        f"conversation {ended} has ended (completed); start a new one with `uv run client.py`\n"
+    )
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr == (
+        f"there is no conversation conversation-nope in namespace default at {address(served)}\n"
+    )
+
+
+async def test_main_takes_an_injected_client(served: Client, capsys: pytest.CaptureFixture[str]):
+    code = await client_program.main(["--conversation-id", "conversation-nope"], client=served)
+
+    assert code == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("there is no conversation conversation-nope ")
+    assert captured.err.count("\n") == 1
+
+
+async def test_no_server_is_one_line_and_exit_1():
+    port = free_port()
+    result = await run_program(
+        ["client.py"],
+        stdin="hello\n",
+        env=program_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"),
+        timeout=30,
+    )
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"cannot reach Temporal at 127.0.0.1:{port}: is the server running? Start it with "
+        "`uv run temporal server start-dev`, or run everything with `uv run demo` "
+        "(connection refused)\n"
+    )
+
+
+async def test_without_a_worker_the_user_is_told_and_ctrl_c_leaves_cleanly(
+    bare_env: WorkflowEnvironment,
+):
+    env = program_env(TEMPORAL_ADDRESS=address(bare_env.client))
+    running = await Running.start(["client.py"], env=env)
+    running.send("Calculate 15 * 23\n")
+    hint = (
+        f"no orchestrator worker is polling {ORCHESTRATOR_TASK_QUEUE}: start it with "
+        "`uv run orchestrator_worker.py` (messages wait until one does)"
+    )
+    await running.wait_for_output(hint)
+    await running.wait_for_output("You: Calculate 15 * 23")
+
+    running.kill(signal.SIGINT)
+    result = await running.wait(10)
+
+    assert result.returncode == 0
+    assert_plain(result)
+    assert result.stderr == hint + "\n"
+    conversation = conversation_of(result)
+    assert result.stdout.splitlines()[-2:] == [
+        "Your last message was not taken up by a worker yet: check /history when you come "
+        "back, and send it again if it is missing.",
+        f"Conversation {conversation} stays open: resume it with "
+        f"`uv run client.py --conversation-id {conversation}`.",
+    ]
+
+
+async def test_a_message_waits_for_a_late_worker_and_the_wait_is_explained(
+    bare_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(chat, "ACCEPT_HINT_SECONDS", 0.5)
+    client = bare_env.client
+    out, err = io.StringIO(), io.StringIO()
+    session = ChatSession(
+        client, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="uv run client.py"
+    )
+    await session.start_new()
+
+    sending = asyncio.create_task(session.send("Calculate 15 * 23"))
+    await wait_until(lambda: "your message is waiting" in err.getvalue(), 10, "the hint")
+    assert not sending.done()
+    async with orchestrator(client):
+        await asyncio.wait_for(sending, 30)
+        await end(client, session.conversation_id)
+
+    assert out.getvalue().splitlines()[-1] == "Agent: 15 * 23 = 345"
+    assert err.getvalue() == (
+        f"your message is waiting: no orchestrator worker is polling {ORCHESTRATOR_TASK_QUEUE} "
+        "(start it with `uv run orchestrator_worker.py`)\n"
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_a_terminal_shows_what_the_workflow_is_doing(
+    served: Client, monkeypatch: pytest.MonkeyPatch
+):
+    # Each planning call of the in-process worker takes 0.6 s, so there is progress to see.
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "600")
+    controller, terminal = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "client.py",
+        cwd=PROJECT_ROOT,
+        env=program_env(TEMPORAL_ADDRESS=address(served), TERM="xterm"),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    screen = bytearray()
+
+    def read_screen() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the client has exited and closed the terminal
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    try:
+        await wait_until(lambda: b"You: " in screen, 20, "the prompt", screen.decode)
+        os.write(controller, b"Calculate 15 * 23\n")
+        await wait_until(lambda: b"Agent: " in screen, 20, "the answer", screen.decode)
+        os.write(controller, b"quit\n")
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await asyncio.to_thread(reader.join, 5)
+        os.close(controller)
+
+    text = screen.decode()
+    assert "\x1b[K" in text  # the progress line is redrawn in place ...
+    assert "thinking (" in text  # ... with the workflow's own status
+    assert "Agent: 15 * 23 = 345" in text
+    await end(served, text.split("Conversation: ")[1].split()[0])
+
+
+async def test_messages_follow_the_conversation_across_continue_as_new(served: Client):
+    conversation = f"conversation-{uuid.uuid4().hex[:8]}"
+    # A new run after every turn, so messages keep meeting runs that are closing.
+    first_run = await served.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(config=AgentConfig(max_turns_per_run=1)),
+        id=conversation,
+        task_queue=ORCHESTRATOR_TASK_QUEUE,
+    )
+    sessions = []
+    for _ in range(3):
+        out, err = io.StringIO(), io.StringIO()
+        session = ChatSession(
+            served, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="client.py"
+        )
+        await session.attach(conversation)
+        sessions.append((session, out, err))
+
+    await sessions[0][0].send("Calculate 1 + 1")
+    await asyncio.gather(
+        *(session.send(f"Calculate {n} * 10") for n, (session, _, _) in enumerate(sessions))
+    )
+    await sessions[0][0].show_history()
+
+    assert [err.getvalue() for _, _, err in sessions] == ["", "", ""]
+    transcripts = [out.getvalue() for _, out, _ in sessions]
+    assert [line for line in transcripts[0].splitlines() if line.startswith("Agent:")][:2] == [
+        "Agent: 1 + 1 = 2",
+        "Agent: 0 * 10 = 0",
+    ]
+    assert "Agent: 1 * 10 = 10" in transcripts[1]
+    assert "Agent: 2 * 10 = 20" in transcripts[2]
+    history = transcripts[0].split(f"History of {conversation}:\n")[1]
+    assert history.count("You: ") == 4
+    # Each answered turn started a new run of the same conversation.
+    latest = await served.get_workflow_handle(conversation).describe()
+    assert latest.run_id != first_run.run_id
+    await end(served, conversation)
+
+
+def test_history_says_how_many_messages_are_in_earlier_runs():
+    lines = format_history([Message.user("hi"), Message.assistant("hello\nthere")], 1234)
+
+    assert lines == [
+        "(1,234 earlier messages are not shown: they are in the event histories of earlier "
+        "runs of this workflow)",
+        "You: hi",
+        "Agent: hello",
+        "       there",
+    ]
+
+
+class FlakyConversation:
+    """A workflow handle whose first Update attempts fail the way a busy server fails them."""
+
+    def __init__(self, failures: list[RPCError], status: WorkflowExecutionStatus) -> None:
+        self.failures = failures
+        self.status = status
+        self.update_ids: list[str] = []
+
+    async def start_update(self, update: object, message: str, *, id: str, **_: object) -> Any:
+        self.update_ids.append(id)
+        if self.failures:
+            raise self.failures.pop(0)
+        return SimpleNamespace(result=lambda: asyncio.sleep(0, result=f"answer to {message}"))
+
+    async def describe(self) -> Any:
+        return SimpleNamespace(status=self.status)
+
+    async def query(self, *_: object, **__: object) -> Any:
+        raise RPCError("not now", RPCStatusCode.UNAVAILABLE, b"")
+
+
+def rpc_error(status: RPCStatusCode, message: str) -> RPCError:
+    return RPCError(message, status, b"")
+
+
+async def session_with(
+    client: Client, conversation: FlakyConversation
+) -> tuple[ChatSession, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    session = ChatSession(
+        client, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="client.py"
+    )
+    session.conversation_id = "conversation-flaky"
+    session._handle = conversation  # type: ignore[assignment]
+    return session, out, err
+
+
+async def test_a_busy_server_and_a_run_in_transition_are_retried_with_one_update_id(
+    served: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(chat, "RETRY_LIMIT_SECONDS", 30.0)
+    conversation = FlakyConversation(
+        [
+            rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "too many outstanding updates"),
+            rpc_error(RPCStatusCode.NOT_FOUND, "workflow execution already completed"),
+            rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "too many outstanding updates"),
+        ],
+        WorkflowExecutionStatus.RUNNING,
+    )
+    session, out, err = await session_with(served, conversation)
+
+    await session.send("hello")
+
+    assert err.getvalue() == ""
+    assert out.getvalue().splitlines()[-1] == "Agent: answer to hello"
+    assert len(conversation.update_ids) == 4
+    assert len(set(conversation.update_ids)) == 1  # a retry can never be answered twice
+
+
+async def test_a_conversation_that_really_ended_is_one_line(served: Client):
+    conversation = FlakyConversation(
+        [rpc_error(RPCStatusCode.NOT_FOUND, "workflow execution already completed")],
+        WorkflowExecutionStatus.COMPLETED,
+    )
+    session, out, err = await session_with(served, conversation)
+
+    await session.send("hello")
+
+    assert err.getvalue() == (
+        "Error: conversation conversation-flaky has ended: /new starts another\n"
+    )
+    assert "Agent:" not in out.getvalue()

