@@ -10,24 +10,18 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from app.finance_nexus_handler import FinanceServiceHandler
-from app.shared import FINANCE_NAMESPACE, FINANCE_TASK_QUEUE
+from app.shared import FINANCE_NAMESPACE
 from app.temporal_client import connect
 from app.worker_runner import configure_logging, run_until_stopped
+from app.workers import finance_worker
 
 
 async def main(client: Client | None = None) -> None:
     """Serve the Finance tools until Ctrl-C; tests pass their own client."""
     configure_logging()
     client = client or await connect(FINANCE_NAMESPACE)
-    worker = Worker(
-        client,
-        task_queue=FINANCE_TASK_QUEUE,
-        nexus_service_handlers=[FinanceServiceHandler()],
-    )
-    await run_until_stopped(worker, "Finance Nexus worker")
+    await run_until_stopped(finance_worker(client), "Finance Nexus worker")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from app.activities import execute_tool, plan_next_action
 from app.llm_client import ModelChoice, choose_model, litellm_module
-from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
+from app.shared import ORCHESTRATOR_NAMESPACE
 from app.temporal_client import connect
 from app.worker_runner import configure_logging, run_until_stopped
-from app.workflow import AgentWorkflow
+from app.workers import orchestrator_worker
 
 
 def warm_up() -> ModelChoice:
@@ -36,13 +33,7 @@ async def main(client: Client | None = None) -> None:
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR_NAMESPACE)
-    worker = Worker(
-        client,
-        task_queue=ORCHESTRATOR_TASK_QUEUE,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-        graceful_shutdown_timeout=timedelta(seconds=30),
-    )
+    worker = orchestrator_worker(client)
     logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")
 

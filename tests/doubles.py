@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -26,6 +27,7 @@ from app.models import (
     PlanOutput,
     ToolCall,
 )
+from app.workers import orchestrator_worker
 from app.workflow import AgentWorkflow
 
 Script = Callable[[list[Message]], Message]
@@ -113,3 +115,18 @@ async def send(handle: WorkflowHandle[AgentWorkflow, AgentResult], message: str)
 async def history(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> list[Message]:
     """The conversation as the workflow holds it."""
     return (await handle.query(AgentWorkflow.get_history)).messages
+
+
+@asynccontextmanager
+async def real_agent(
+    env: WorkflowEnvironment, config: AgentConfig | None = None
+) -> AsyncIterator[WorkflowHandle[AgentWorkflow, AgentResult]]:
+    """One conversation, served by the real orchestrator worker on a task queue of its own."""
+    task_queue = f"agent-{uuid.uuid4()}"
+    async with orchestrator_worker(env.client, task_queue=task_queue):
+        yield await env.client.start_workflow(
+            AgentWorkflow.run,
+            AgentInput(config=config or AgentConfig()),
+            id=f"conversation-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )

@@ -11,11 +11,9 @@ LiteLLM talks to these servers exactly as it would to the providers' APIs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -24,14 +22,8 @@ import pytest
 from aiohttp import web
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from app.activities import execute_tool, plan_next_action
 from app.config import load_env
-from app.llm_client import litellm_module
-from app.models import AgentConfig, AgentInput, AgentResult
-from app.workflow import AgentWorkflow
 
 
 @dataclass(frozen=True)
@@ -404,29 +396,6 @@ def use_provider(
     monkeypatch.setenv(wire.key_variable, key)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-
-
-@contextlib.asynccontextmanager
-async def real_agent(
-    env: WorkflowEnvironment, config: AgentConfig | None = None
-) -> AsyncIterator[WorkflowHandle[AgentWorkflow, AgentResult]]:
-    """One conversation, served by a worker with the real `plan_next_action` and `execute_tool`."""
-    # As the orchestrator worker does: importing LiteLLM inside the first activity would stall
-    # the event loop for seconds, long enough on a busy machine to miss the heartbeat timeout.
-    await asyncio.to_thread(litellm_module)
-    task_queue = f"provider-test-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-    ):
-        yield await env.client.start_workflow(
-            AgentWorkflow.run,
-            AgentInput(config=config or AgentConfig()),
-            id=f"conversation-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
 
 
 @dataclass(frozen=True)

@@ -22,20 +22,19 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import client as client_program
 from app import chat
-from app.activities import execute_tool, plan_next_action
 from app.chat import ChatSession, Terminal, format_history
-from app.dev_server import dev_server_args, find_binary
 from app.llm_client import choose_model, litellm_module
 from app.models import AgentConfig, AgentInput, Message
 from app.shared import ORCHESTRATOR_TASK_QUEUE, PROJECT_ROOT
+from app.workers import orchestrator_worker
 from app.workflow import AgentWorkflow
+from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
     Finished,
@@ -49,12 +48,7 @@ from tests.stack_processes import (
 
 def orchestrator(client: Client) -> Worker:
     """The orchestrator worker as `orchestrator_worker.py` configures it, in this process."""
-    return Worker(
-        client,
-        task_queue=ORCHESTRATOR_TASK_QUEUE,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-    )
+    return orchestrator_worker(client)
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +63,7 @@ async def served(dev_env: WorkflowEnvironment) -> AsyncIterator[Client]:
 @pytest.fixture(scope="module")
 async def bare_env() -> AsyncIterator[WorkflowEnvironment]:
     """A second dev server with no worker at all."""
-    temporal = find_binary("temporal")
-    assert temporal is not None
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal,
-        dev_server_extra_args=dev_server_args(),
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -30,13 +30,14 @@ from temporalio.worker import Replayer
 from app import demo
 from app.chat import Terminal
 from app.demo import PID_FILE, Demo, DemoError, WorkerProgram
-from app.dev_server import dev_server_args, find_binary
+from app.dev_server import find_binary
 from app.finance_activities import SampleMarketData
 from app.it_activities import host_addresses
 from app.models import AgentConfig, AgentInput, AgentResult
 from app.setup_nexus import ensure_nexus_setup
 from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
 from app.workflow import AgentWorkflow
+from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
     Finished,
@@ -311,13 +312,7 @@ async def test_a_worker_that_does_not_start_is_reported_with_its_log(
 @pytest.fixture(scope="module")
 async def own_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of this module's own, so no other test's worker polls its queues."""
-    temporal = find_binary("temporal")
-    assert temporal is not None
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal,
-        dev_server_extra_args=dev_server_args(),
-    )
+    env = await start_dev_server()
     await ensure_nexus_setup(env.client)
     yield env
     await env.shutdown()

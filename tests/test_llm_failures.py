@@ -25,7 +25,7 @@ from app.activities import provider_error
 from app.llm_client import LLMSettings, litellm_module
 from app.models import AgentConfig
 from app.workflow import AgentWorkflow
-from tests.doubles import send
+from tests.doubles import real_agent, send
 from tests.fake_providers import (
     FAKE_KEY,
     AnthropicWire,
@@ -39,7 +39,6 @@ from tests.fake_providers import (
     WireCall,
     WireToolResult,
     plan_activities,
-    real_agent,
     unused_port,
     use_provider,
 )

@@ -7,9 +7,7 @@ and the offline model, and prints the figures it asserts on (run pytest with `-s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Sequence
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -17,13 +15,13 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 import app.local_tools
-from app.activities import execute_tool, plan_next_action
 from app.local_tools import EchoInput
 from app.models import AgentConfig, AgentInput
+from app.workers import orchestrator_worker
 from app.workflow import AgentWorkflow
+from tests.doubles import real_agent
 
 
 async def history_bytes(client: Client, workflow_id: str) -> tuple[str, int]:
@@ -41,13 +39,7 @@ async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
     client = dev_env.client
     task_queue = f"long-{uuid.uuid4()}"
     turns, per_run = 1000, 200
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-        max_concurrent_activities=4,
-    ):
+    async with orchestrator_worker(client, task_queue=task_queue, max_concurrent_activities=4):
         handle: WorkflowHandle[AgentWorkflow, object] = await client.start_workflow(
             AgentWorkflow.run,
             AgentInput(config=AgentConfig(max_turns_per_run=per_run)),
@@ -81,21 +73,6 @@ async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
     # Sampled before the last continue-as-new, which starts run turns // per_run + 1.
     assert len(runs) == turns // per_run
     assert late <= 1.5 * early
-
-
-@asynccontextmanager
-async def real_agent(env: WorkflowEnvironment) -> AsyncIterator[WorkflowHandle[AgentWorkflow, Any]]:
-    """A conversation served by the real activities and the offline model."""
-    task_queue = f"agent-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[plan_next_action, execute_tool],
-    ):
-        yield await env.client.start_workflow(
-            AgentWorkflow.run, AgentInput(), id=f"agent-{uuid.uuid4()}", task_queue=task_queue
-        )
 
 
 def failed_workflow_tasks(events: Sequence[HistoryEvent]) -> list[HistoryEvent]:

@@ -22,17 +22,15 @@ from temporalio.worker import (
     ExecuteNexusOperationStartInput,
     Interceptor,
     NexusOperationInboundInterceptor,
-    Worker,
 )
 
-from app.activities import execute_tool, plan_next_action
+from app.activities import execute_tool
 from app.finance_activities import SampleMarketData
-from app.finance_nexus_handler import FinanceServiceHandler
-from app.it_activities import fetch_jira_metrics, host_addresses
-from app.it_nexus_handler import ITServiceHandler, JiraMetricsWorkflow
+from app.it_activities import host_addresses
 from app.models import AgentConfig, AgentInput
 from app.setup_nexus import ensure_nexus_setup
-from app.shared import FINANCE_NAMESPACE, FINANCE_TASK_QUEUE, IT_NAMESPACE, IT_TASK_QUEUE
+from app.shared import FINANCE_NAMESPACE, IT_NAMESPACE
+from app.workers import finance_worker, it_worker, orchestrator_worker
 from app.workflow import AgentWorkflow
 from tests.conftest import client_for
 from tests.doubles import ScriptedLLM, call, send, tools_then_answer
@@ -68,38 +66,18 @@ async def handler_workers(
     async with AsyncExitStack() as stack:
         if it:
             it_client = await client_for(env, IT_NAMESPACE)
-            await stack.enter_async_context(
-                Worker(
-                    it_client,
-                    task_queue=IT_TASK_QUEUE,
-                    nexus_service_handlers=[ITServiceHandler()],
-                    workflows=[JiraMetricsWorkflow],
-                    activities=[fetch_jira_metrics],
-                    interceptors=[recorder],
-                )
-            )
+            await stack.enter_async_context(it_worker(it_client, interceptors=[recorder]))
         if finance:
             finance_client = await client_for(env, FINANCE_NAMESPACE)
-            await stack.enter_async_context(
-                Worker(
-                    finance_client,
-                    task_queue=FINANCE_TASK_QUEUE,
-                    nexus_service_handlers=[FinanceServiceHandler()],
-                    interceptors=[recorder],
-                )
-            )
+            await stack.enter_async_context(finance_worker(finance_client, interceptors=[recorder]))
         yield
 
 
 @asynccontextmanager
 async def orchestrator(client: Client, *activities: Any) -> AsyncIterator[str]:
     task_queue = f"orchestrator-{uuid.uuid4()}"
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=list(activities) or [plan_next_action, execute_tool],
-    ):
+    options = {"activities": list(activities)} if activities else {}
+    async with orchestrator_worker(client, task_queue=task_queue, **options):
         yield task_queue
 
 

@@ -43,7 +43,6 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     from app.dev_server import find_binary
     from app.finance_activities import SampleMarketData, compute_roi, ticker_symbol
-    from app.finance_nexus_handler import FinanceServiceHandler
     from app.finance_service import (
         CalculateRoiInput,
         CalculateRoiOutput,
@@ -57,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         get_host_addresses,
         project_key,
     )
-    from app.it_nexus_handler import ITServiceHandler, JiraMetricsWorkflow
+    from app.it_nexus_handler import JiraMetricsWorkflow
     from app.it_service import (
         GetIpInput,
         GetIpOutput,
@@ -76,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         PROJECT_ROOT,
     )
     from app.tool_errors import InvalidToolArguments
+    from app.workers import finance_worker, it_worker
     from tests.conftest import client_for
 
 # Long enough that a retried error would be obvious: a non-retryable one comes back in far less.
@@ -200,20 +200,7 @@ async def handlers(dev_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnviro
     await ensure_nexus_setup(dev_env.client)
     it_client = await client_for(dev_env, IT_NAMESPACE)
     finance_client = await client_for(dev_env, FINANCE_NAMESPACE)
-    async with (
-        Worker(
-            it_client,
-            task_queue=IT_TASK_QUEUE,
-            nexus_service_handlers=[ITServiceHandler()],
-            workflows=[JiraMetricsWorkflow],
-            activities=[fetch_jira_metrics],
-        ),
-        Worker(
-            finance_client,
-            task_queue=FINANCE_TASK_QUEUE,
-            nexus_service_handlers=[FinanceServiceHandler()],
-        ),
-    ):
+    async with it_worker(it_client), finance_worker(finance_client):
         yield dev_env
 
 

@@ -23,7 +23,7 @@ from app.llm_client import litellm_module
 from app.models import Message, PlanInput, PlanOutput, ToolCall
 from app.tool_catalog import TOOLS, tool_schemas
 from app.workflow import AgentWorkflow
-from tests.doubles import history, send
+from tests.doubles import history, real_agent, send
 from tests.fake_providers import (
     FAKE_KEY,
     WIRES,
@@ -36,7 +36,6 @@ from tests.fake_providers import (
     WireCall,
     WireToolResult,
     plan_activities,
-    real_agent,
     use_provider,
 )
 
