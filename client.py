@@ -6,7 +6,7 @@
 Each line is one message, sent to the conversation's workflow as the Update `send_message`; the
 answer is printed after `Agent:`. It needs a Temporal server and the orchestrator worker (see the
 README, or run everything with `uv run demo`), and connects with the SDK's environment
-configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_API_KEY`, ...). The session logic is in `app/chat.py`.
+configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_API_KEY`, ...). The chat itself is in `app/cli/`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 
 from temporalio.client import Client
 
-from app import chat
+from app.cli import chat
 
 
 async def main(argv: list[str] | None = None, client: Client | None = None) -> int:

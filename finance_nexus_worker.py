@@ -1,7 +1,7 @@
 """The Finance team's Nexus worker: serves FinanceService (`stock_price`, `calculate_roi`).
 
 Run it with `uv run finance_nexus_worker.py`. It polls in `finance-namespace`, where the endpoint
-`finance-nexus-endpoint` routes calls (create it once with `uv run python -m app.setup_nexus`).
+`finance-nexus-endpoint` routes calls (create it once with `uv run python -m app.core.setup`).
 Connection settings come from the environment, as for every program here.
 """
 
@@ -11,16 +11,16 @@ import asyncio
 
 from temporalio.client import Client
 
-from app.shared import FINANCE_NAMESPACE
-from app.temporal_client import connect
-from app.worker_runner import configure_logging, run_until_stopped
-from app.workers import finance_worker
+from app.core.connection import connect
+from app.core.names import FINANCE
+from app.core.worker_runner import configure_logging, run_until_stopped
+from app.finance.worker import finance_worker
 
 
 async def main(client: Client | None = None) -> None:
     """Serve the Finance tools until Ctrl-C; tests pass their own client."""
     configure_logging()
-    client = client or await connect(FINANCE_NAMESPACE)
+    client = client or await connect(FINANCE.namespace)
     await run_until_stopped(finance_worker(client), "Finance Nexus worker")
 
 

@@ -1,7 +1,7 @@
 """The IT team's Nexus worker: serves ITService (`jira_metrics`, `get_ip`) in `it-namespace`.
 
 Run it with `uv run it_nexus_worker.py`. The endpoint `it-nexus-endpoint` routes calls to its task
-queue (create it once with `uv run python -m app.setup_nexus`). Connection settings come from the
+queue (create it once with `uv run python -m app.core.setup`). Connection settings come from the
 environment, as for every program here.
 """
 
@@ -11,16 +11,16 @@ import asyncio
 
 from temporalio.client import Client
 
-from app.shared import IT_NAMESPACE
-from app.temporal_client import connect
-from app.worker_runner import configure_logging, run_until_stopped
-from app.workers import it_worker
+from app.core.connection import connect
+from app.core.names import IT
+from app.core.worker_runner import configure_logging, run_until_stopped
+from app.it.worker import it_worker
 
 
 async def main(client: Client | None = None) -> None:
     """Serve the IT tools until Ctrl-C; tests pass their own client."""
     configure_logging()
-    client = client or await connect(IT_NAMESPACE)
+    client = client or await connect(IT.namespace)
     await run_until_stopped(it_worker(client), "IT Nexus worker")
 
 

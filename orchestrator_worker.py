@@ -13,11 +13,11 @@ import logging
 
 from temporalio.client import Client
 
-from app.llm_client import ModelChoice, choose_model, litellm_module
-from app.shared import ORCHESTRATOR_NAMESPACE
-from app.temporal_client import connect
-from app.worker_runner import configure_logging, run_until_stopped
-from app.workers import orchestrator_worker
+from app.agent.llm_client import ModelChoice, choose_model, litellm_module
+from app.agent.worker import orchestrator_worker
+from app.core.connection import connect
+from app.core.names import ORCHESTRATOR
+from app.core.worker_runner import configure_logging, run_until_stopped
 
 
 def warm_up() -> ModelChoice:
@@ -32,7 +32,7 @@ async def main(client: Client | None = None) -> None:
     configure_logging()
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
-    client = client or await connect(ORCHESTRATOR_NAMESPACE)
+    client = client or await connect(ORCHESTRATOR.namespace)
     worker = orchestrator_worker(client)
     logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")

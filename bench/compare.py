@@ -30,12 +30,12 @@ from pathlib import Path
 
 from temporalio.client import WorkflowUpdateStage
 
-from app.models import AgentConfig
-from app.workflow import AgentWorkflow
+from app.agent.models import AgentConfig
+from app.agent.workflow import AgentWorkflow
 from bench.results import table
 from bench.run import cpu_used, progress, use_offline_model
 from bench.stack import (
-    ORCHESTRATOR,
+    ORCHESTRATOR_WORKER,
     TUNABLE_ORCHESTRATOR_PROGRAM,
     Stack,
     cpu_seconds,
@@ -77,7 +77,7 @@ def median(values: list[float]) -> float | None:
 
 
 async def start_variant(stack: Stack, args: tuple[str, ...]) -> None:
-    await stack.start_workers({ORCHESTRATOR: [*TUNABLE_ORCHESTRATOR_PROGRAM, *args]})
+    await stack.start_workers({ORCHESTRATOR_WORKER: [*TUNABLE_ORCHESTRATOR_PROGRAM, *args]})
 
 
 async def measure_round(
@@ -91,8 +91,8 @@ async def measure_round(
 
         def reading() -> dict[str, float]:
             return {
-                "orchestrator": stack.workers[ORCHESTRATOR].cpu_seconds(),
-                "server": stack.server.cpu_seconds(),
+                "orchestrator": cpu_seconds(stack.workers[ORCHESTRATOR_WORKER].pid),
+                "server": cpu_seconds(stack.server.pid),
                 "client": cpu_seconds(os.getpid()),
                 "machine": machine_busy_seconds(),
             }
@@ -113,7 +113,7 @@ async def measure_round(
             result.turns_per_second.append(len(run.latencies_ms) / run.wall_seconds)
             await driver.end(run.handles)
     finally:
-        await stack.stop_worker(ORCHESTRATOR)
+        await stack.stop_worker(ORCHESTRATOR_WORKER)
 
 
 async def measure_responsiveness(stack: Stack, result: VariantResult) -> None:
@@ -143,7 +143,7 @@ async def measure_responsiveness(stack: Stack, result: VariantResult) -> None:
         await second.result()
         await driver.end([handle])
     finally:
-        await stack.stop_worker(ORCHESTRATOR)
+        await stack.stop_worker(ORCHESTRATOR_WORKER)
 
 
 def render(results: list[VariantResult], conversations: int) -> str:

@@ -44,10 +44,10 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
-from app.dev_server import find_binary
-from app.models import AgentConfig, AgentResult
-from app.shared import PROJECT_ROOT
-from app.workflow import AgentWorkflow
+from app.agent.models import AgentConfig, AgentResult
+from app.agent.workflow import AgentWorkflow
+from app.core.dev_server import find_binary
+from app.core.names import PROJECT_ROOT
 from bench.results import (
     MIB,
     HistoryPerTurn,
@@ -317,7 +317,7 @@ async def measure_startup(settings: Settings) -> StartupResult:
     command = ["uv", "run", "--frozen", "demo", "--headless"]
     uv = shutil.which("uv")
     if not (PROJECT_ROOT / "app" / "demo.py").exists():
-        return StartupResult(command, skipped="app/demo.py does not exist yet")
+        return StartupResult(command, skipped="app/cli/demo.py does not exist yet")
     if uv is None:
         return StartupResult(command, skipped="`uv` is not on PATH")
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as state:
@@ -411,8 +411,8 @@ def notes(settings: Settings, orchestrator: list[str]) -> list[str]:
     """How the figures were taken, printed with them so nobody has to guess."""
     program = " ".join(Path(part).name for part in orchestrator)
     return [
-        f"Main stack: dev server with the low-latency settings of app/dev_server.py; workers are "
-        f"separate processes running the programs users run ({program}, it_nexus_worker.py, "
+        "Main stack: dev server with the low-latency settings of app/core/dev_server.py; workers "
+        f"are separate processes running the programs users run ({program}, it_nexus_worker.py, "
         "finance_nexus_worker.py); local tools as local activities; eager activities on (the "
         "SDK default). This process is the client and sends each turn as the send_message "
         "Update. Client, server and workers share the same CPUs.",

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,27 +22,20 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from app.dev_server import dev_server_args, find_binary
-from app.setup_nexus import ensure_nexus_setup
-from app.shared import ORCHESTRATOR_NAMESPACE, PROJECT_ROOT
+from app.core.dev_server import dev_server_args, find_binary
+from app.core.names import NEXUS_DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
+from app.core.processes import Child, free_port
+from app.core.setup import ensure_nexus_setup
 
-ORCHESTRATOR_PROGRAM = [str(PROJECT_ROOT / "orchestrator_worker.py")]
+ORCHESTRATOR_PROGRAM = [str(PROJECT_ROOT / ORCHESTRATOR.program)]
 # The same worker with tunable options; the baseline runs it with eager activities disabled.
 TUNABLE_ORCHESTRATOR_PROGRAM = [str(Path(__file__).resolve().parent / "worker.py")]
 NEXUS_PROGRAMS = {
-    "it_nexus_worker": [str(PROJECT_ROOT / "it_nexus_worker.py")],
-    "finance_nexus_worker": [str(PROJECT_ROOT / "finance_nexus_worker.py")],
+    Path(team.program).stem: [str(PROJECT_ROOT / team.program)] for team in NEXUS_DEPLOYMENTS
 }
-# Every worker program logs this once its worker is running (app/worker_runner.py).
+# Every worker program logs this once its worker is running (app/core/worker_runner.py).
 WORKER_READY_TEXT = "polling task queue"
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -70,62 +61,22 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS_PER_SECOND
 
 
-@dataclass
-class ManagedProcess:
-    """A child process the benchmark started, with its log file."""
+async def spawn(name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> Child:
+    """Start `argv` with stdout and stderr going to `<log_dir>/<name>.log`.
 
-    name: str
-    process: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (the programs shut down cleanly on it), then SIGKILL after `timeout`."""
-        if self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+    In our own session and without the die-with-parent wrapper, so that the pid is the program
+    itself, whose /proc figures the benchmark reads.
+    """
+    return await Child.start(
+        name, list(argv), log_dir / f"{name}.log", env, own_session=False, die_with_parent=False
+    )
 
 
-async def spawn(
-    name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path
-) -> ManagedProcess:
-    """Start `argv` with stdout and stderr going to `<log_dir>/<name>.log`."""
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    return ManagedProcess(name, process, log_path)
-
-
-async def wait_for_log(child: ManagedProcess, text: str, timeout: float = 60.0) -> None:
+async def wait_for_log(child: Child, text: str, timeout: float = 60.0) -> None:
     """Wait until `text` appears in the child's log; fail with the log if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if child.log_path.exists() and text in child.log_path.read_text(errors="replace"):
+        if child.log.exists() and text in child.log.read_text(errors="replace"):
             return
         if child.process.returncode is not None:
             break
@@ -133,13 +84,13 @@ async def wait_for_log(child: ManagedProcess, text: str, timeout: float = 60.0) 
     raise RuntimeError(f"{child.name} did not log {text!r}:\n{child.log_tail()}")
 
 
-async def connect(address: str, namespace: str = ORCHESTRATOR_NAMESPACE) -> Client:
+async def connect(address: str, namespace: str = ORCHESTRATOR.namespace) -> Client:
     return await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter
     )
 
 
-async def wait_for_server(address: str, child: ManagedProcess, timeout: float = 30.0) -> Client:
+async def wait_for_server(address: str, child: Child, timeout: float = 30.0) -> Client:
     """A client of the server at `address`, once it answers."""
     deadline = time.monotonic() + timeout
     while True:
@@ -175,7 +126,7 @@ def worker_env(address: str, model_latency_ms: float) -> dict[str, str]:
 
 async def start_dev_server(
     *, low_latency: bool, log_dir: Path, name: str
-) -> tuple[ManagedProcess, str, Client]:
+) -> tuple[Child, str, Client]:
     """A dev server on a free port; returns it, its address and a client of `default`."""
     binary = find_binary("temporal")
     if binary is None:
@@ -192,7 +143,7 @@ async def start_dev_server(
     return server, address, client
 
 
-ORCHESTRATOR = "orchestrator_worker"
+ORCHESTRATOR_WORKER = "orchestrator_worker"
 
 
 @dataclass
@@ -202,21 +153,21 @@ class Stack:
     name: str
     address: str
     client: Client
-    server: ManagedProcess
+    server: Child
     log_dir: Path
     model_latency_ms: float
-    workers: dict[str, ManagedProcess] = field(default_factory=dict)
+    workers: dict[str, Child] = field(default_factory=dict)
     setup_lines: list[str] = field(default_factory=list)
 
     @property
-    def processes(self) -> dict[str, ManagedProcess]:
+    def processes(self) -> dict[str, Child]:
         return {"dev_server": self.server, **self.workers}
 
     def rss_bytes(self) -> dict[str, int]:
-        return {name: child.rss_bytes() for name, child in self.processes.items()}
+        return {name: rss_bytes(child.pid) for name, child in self.processes.items()}
 
     def cpu_seconds(self) -> dict[str, float]:
-        return {name: child.cpu_seconds() for name, child in self.processes.items()}
+        return {name: cpu_seconds(child.pid) for name, child in self.processes.items()}
 
     async def start_workers(self, programs: dict[str, list[str]]) -> None:
         """Start worker programs (paths and arguments) and wait until each one polls."""
@@ -263,6 +214,6 @@ async def running_stack(
         exit_stack.push_async_callback(stack.stop_workers)
         programs = dict(NEXUS_PROGRAMS)
         if orchestrator_argv is not None:
-            programs = {ORCHESTRATOR: list(orchestrator_argv), **programs}
+            programs = {ORCHESTRATOR_WORKER: list(orchestrator_argv), **programs}
         await stack.start_workers(programs)
         yield stack

@@ -1,8 +1,8 @@
 """Candidate changes to the agent workflow, measured by `bench/compare.py` without editing app/.
 
-Each variant subclasses `app.workflow.AgentWorkflow` under the same workflow name and overrides
-one step, so the rest of the loop stays the production code. Only the benchmark registers them
-(`python bench/worker.py --workflow bench.variants:LLMLocalActivityWorkflow`).
+Each variant subclasses `app.agent.workflow.AgentWorkflow` under the same workflow name
+and overrides one step, so the rest of the loop stays the production code. Only the benchmark
+registers them (`python bench/worker.py --workflow bench.variants:LLMLocalActivityWorkflow`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-# Imported like app/workflow.py imports them; app.workflow itself is re-imported by the sandbox
-# for each run, as it is in production.
-from app.workflow import AgentWorkflow, failure_message
+# Imported like app/agent/workflow.py imports them; app.agent.workflow itself is re-imported by the
+# sandbox for each run, as it is in production.
+from app.agent.workflow import AgentWorkflow
+from app.core.errors import failure_message
 
 with workflow.unsafe.imports_passed_through():
-    from app.activities import plan_next_action
-    from app.models import AgentInput, AgentResult, Message, PlanInput
-    from app.shared import AGENT_WORKFLOW_NAME
+    from app.agent.activities import plan_next_action
+    from app.agent.models import AgentInput, AgentResult, Message, PlanInput
+    from app.core.names import AGENT_WORKFLOW_NAME
 
 
 @workflow.defn(name=AGENT_WORKFLOW_NAME)

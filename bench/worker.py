@@ -1,7 +1,7 @@
 """The orchestrator worker with the knobs the benchmark turns: eager activities, pollers, caches.
 
 `orchestrator_worker.py` is the program users run; this one builds its worker with the same
-factory (`app.workers.orchestrator_worker`) and adds the `Worker` options the benchmark
+factory (`app.agent.worker.orchestrator_worker`) and adds the `Worker` options the benchmark
 compares. The baseline runs it with `--disable-eager-activity-execution`, as the original
 sample ran. Run it with
 `python bench/worker.py --help`; it reads `TEMPORAL_ADDRESS` and the model settings from the
@@ -18,11 +18,11 @@ from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 
-from app.llm_client import choose_model
-from app.shared import ORCHESTRATOR_NAMESPACE
-from app.temporal_client import connect
-from app.worker_runner import configure_logging, run_until_stopped
-from app.workers import orchestrator_worker
+from app.agent.llm_client import choose_model
+from app.agent.worker import orchestrator_worker
+from app.core.connection import connect
+from app.core.names import ORCHESTRATOR
+from app.core.worker_runner import configure_logging, run_until_stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workflow",
-        default="app.workflow:AgentWorkflow",
+        default="app.agent.workflow:AgentWorkflow",
         help="MODULE:CLASS of the agent workflow to register, e.g. a candidate change from "
         "bench/variants.py (default: %(default)s)",
     )
@@ -84,7 +84,7 @@ async def main(argv: list[str] | None = None) -> None:
     )
     module, _, class_name = args.workflow.partition(":")
     workflow_class = getattr(importlib.import_module(module), class_name)
-    client = await connect(ORCHESTRATOR_NAMESPACE)
+    client = await connect(ORCHESTRATOR.namespace)
     worker = orchestrator_worker(client, workflows=[workflow_class], **options)
     await run_until_stopped(worker, "Benchmark orchestrator worker")
 

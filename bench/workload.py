@@ -23,13 +23,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
-from app.activities import execute_tool, plan_next_action
-from app.conversation import planner_window
-from app.finance_activities import compute_roi, stock_quote
-from app.finance_service import CalculateRoiInput, StockPriceInput
-from app.it_activities import fetch_jira_metrics, host_addresses
-from app.it_service import JiraMetricsInput
-from app.models import (
+from app.agent.activities import execute_tool, plan_next_action
+from app.agent.conversation import planner_window
+from app.agent.models import (
     AgentConfig,
     AgentInput,
     AgentResult,
@@ -39,9 +35,13 @@ from app.models import (
     ToolRequest,
     cap_text,
 )
-from app.shared import ORCHESTRATOR_TASK_QUEUE
-from app.tool_catalog import TOOLS
-from app.workflow import AgentWorkflow
+from app.agent.tool_catalog import TOOLS
+from app.agent.workflow import AgentWorkflow
+from app.core.names import ORCHESTRATOR
+from app.finance.activities import compute_roi, stock_quote
+from app.finance.service import CalculateRoiInput, StockPriceInput
+from app.it.activities import fetch_jira_metrics, host_addresses
+from app.it.service import JiraMetricsInput
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class TemporalDriver:
             AgentWorkflow.run,
             AgentInput(config=self.config),
             id=f"bench-{self.run_id}-{label}-{uuid.uuid4().hex[:8]}",
-            task_queue=ORCHESTRATOR_TASK_QUEUE,
+            task_queue=ORCHESTRATOR.task_queue,
         )
 
     async def turn(

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from app.dev_server import dev_server_args, find_binary
+from app.core.dev_server import dev_server_args, find_binary
 
 # Tests use the deterministic offline model unless a test sets another one itself, whatever a
 # developer's `.env` says.

@@ -17,8 +17,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.activities import execute_tool
-from app.models import (
+from app.agent.activities import execute_tool
+from app.agent.models import (
     AgentConfig,
     AgentInput,
     AgentResult,
@@ -27,8 +27,8 @@ from app.models import (
     PlanOutput,
     ToolCall,
 )
-from app.workers import orchestrator_worker
-from app.workflow import AgentWorkflow
+from app.agent.worker import orchestrator_worker
+from app.agent.workflow import AgentWorkflow
 
 Script = Callable[[list[Message]], Message]
 

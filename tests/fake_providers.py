@@ -23,7 +23,7 @@ from aiohttp import web
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
-from app.config import load_env
+from app.core.config import load_env
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -19,17 +18,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from app.demo import WORKERS, is_polling
-from app.shared import PROJECT_ROOT
+from app.core.names import ORCHESTRATOR, PROJECT_ROOT
+from app.core.processes import Child, is_polling
 
 ANSI_ESCAPE = "\x1b"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def program_env(**overrides: str | None) -> dict[str, str]:
@@ -203,37 +195,19 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-async def start_orchestrator_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    """`orchestrator_worker.py` as a child process, logging to `log`."""
-    with log.open("wb") as output:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "orchestrator_worker.py",
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+async def start_orchestrator_worker(env: dict[str, str], log: Path) -> Child:
+    """`orchestrator_worker.py` as a child process (the Python process itself), logging to `log`."""
+    command = [sys.executable, ORCHESTRATOR.program]
+    # No wrapper and no session of its own: the pid is the worker, so kill -9 kills the worker.
+    return await Child.start(
+        ORCHESTRATOR.name, command, log, env, own_session=False, die_with_parent=False
+    )
 
 
-async def wait_until_polling(
-    client: Client, process: asyncio.subprocess.Process, log: Path, timeout: float = 60
-) -> None:
-    """Wait until the server sees the orchestrator worker `process` polling its queue."""
+async def wait_until_polling(client: Client, worker: Child, timeout: float = 60) -> None:
+    """Wait until the server sees the orchestrator worker process polling its queue."""
     deadline = time.monotonic() + timeout
-    while not await is_polling(client, WORKERS[0], process.pid):
-        if process.returncode is not None or time.monotonic() > deadline:
-            raise AssertionError(f"the orchestrator worker is not polling:\n{log.read_text()}")
+    while not await is_polling(client, ORCHESTRATOR, worker.pid):
+        if worker.exit_code is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the orchestrator worker is not polling:\n{worker.log_tail(40)}")
         await asyncio.sleep(0.1)
-
-
-async def stop_process(process: asyncio.subprocess.Process, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it does not exit within `timeout`."""
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()

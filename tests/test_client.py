@@ -27,19 +27,21 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import client as client_program
-from app import chat
-from app.chat import ChatSession, Terminal, format_history
-from app.llm_client import choose_model, litellm_module
-from app.models import AgentConfig, AgentInput, Message
-from app.shared import ORCHESTRATOR_TASK_QUEUE, PROJECT_ROOT
-from app.workers import orchestrator_worker
-from app.workflow import AgentWorkflow
+from app.agent.llm_client import choose_model, litellm_module
+from app.agent.models import AgentConfig, AgentInput, Message
+from app.agent.worker import orchestrator_worker
+from app.agent.workflow import AgentWorkflow
+from app.cli import retries
+from app.cli import session as chat_session
+from app.cli.session import ChatSession
+from app.cli.terminal import Terminal, format_history
+from app.core.names import ORCHESTRATOR, PROJECT_ROOT
+from app.core.processes import free_port
 from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
     Finished,
     Running,
-    free_port,
     program_env,
     run_program,
     wait_until,
@@ -185,7 +187,7 @@ async def test_new_starts_another_conversation_and_end_ends_this_one(served: Cli
 async def test_resuming_an_ended_or_unknown_conversation_is_one_line_and_exit_1(served: Client):
     ended = f"conversation-{uuid.uuid4().hex[:8]}"
     await served.start_workflow(
-        AgentWorkflow.run, AgentInput(), id=ended, task_queue=ORCHESTRATOR_TASK_QUEUE
+        AgentWorkflow.run, AgentInput(), id=ended, task_queue=ORCHESTRATOR.task_queue
     )
     await end(served, ended)
 
@@ -235,7 +237,7 @@ async def test_without_a_worker_the_user_is_told_and_ctrl_c_leaves_cleanly(
     running = await Running.start(["client.py"], env=env)
     running.send("Calculate 15 * 23\n")
     hint = (
-        f"no orchestrator worker is polling {ORCHESTRATOR_TASK_QUEUE}: start it with "
+        f"no orchestrator worker is polling {ORCHESTRATOR.task_queue}: start it with "
         "`uv run orchestrator_worker.py` (messages wait until one does)"
     )
     await running.wait_for_output(hint)
@@ -259,7 +261,7 @@ async def test_without_a_worker_the_user_is_told_and_ctrl_c_leaves_cleanly(
 async def test_a_message_waits_for_a_late_worker_and_the_wait_is_explained(
     bare_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(chat, "ACCEPT_HINT_SECONDS", 0.5)
+    monkeypatch.setattr(chat_session, "ACCEPT_HINT_SECONDS", 0.5)
     client = bare_env.client
     out, err = io.StringIO(), io.StringIO()
     session = ChatSession(
@@ -276,7 +278,7 @@ async def test_a_message_waits_for_a_late_worker_and_the_wait_is_explained(
 
     assert out.getvalue().splitlines()[-1] == "Agent: 15 * 23 = 345"
     assert err.getvalue() == (
-        f"your message is waiting: no orchestrator worker is polling {ORCHESTRATOR_TASK_QUEUE} "
+        f"your message is waiting: no orchestrator worker is polling {ORCHESTRATOR.task_queue} "
         "(start it with `uv run orchestrator_worker.py`)\n"
     )
 
@@ -338,7 +340,7 @@ async def test_messages_follow_the_conversation_across_continue_as_new(served: C
         AgentWorkflow.run,
         AgentInput(config=AgentConfig(max_turns_per_run=1)),
         id=conversation,
-        task_queue=ORCHESTRATOR_TASK_QUEUE,
+        task_queue=ORCHESTRATOR.task_queue,
     )
     sessions = []
     for _ in range(3):
@@ -423,7 +425,7 @@ async def session_with(
 async def test_a_busy_server_and_a_run_in_transition_are_retried_with_one_update_id(
     served: Client, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(chat, "RETRY_LIMIT_SECONDS", 30.0)
+    monkeypatch.setattr(retries, "RETRY_LIMIT_SECONDS", 30.0)
     conversation = FlakyConversation(
         [
             rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "too many outstanding updates"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.conversation import planner_window
-from app.models import Message, ToolCall
+from app.agent.conversation import planner_window
+from app.agent.models import Message, ToolCall
 
 
 def turn(text: str, tool_output: str | None = None) -> list[Message]:

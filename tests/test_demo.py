@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
 import socket
 import sys
@@ -21,34 +22,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType, PendingActivityState, TaskQueueType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from app import demo
-from app.chat import Terminal
-from app.demo import PID_FILE, Demo, DemoError, WorkerProgram
-from app.dev_server import find_binary
-from app.finance_activities import SampleMarketData
-from app.it_activities import host_addresses
-from app.models import AgentConfig, AgentInput, AgentResult
-from app.setup_nexus import ensure_nexus_setup
-from app.shared import ORCHESTRATOR_NAMESPACE, ORCHESTRATOR_TASK_QUEUE
-from app.workflow import AgentWorkflow
+from app.agent.models import AgentConfig, AgentInput, AgentResult
+from app.agent.workflow import AgentWorkflow
+from app.cli import demo
+from app.cli.demo import PID_FILE, Demo, DemoError
+from app.cli.terminal import Terminal
+from app.core.dev_server import find_binary
+from app.core.names import ORCHESTRATOR, Deployment
+from app.core.processes import Child, free_port
+from app.core.setup import ensure_nexus_setup
+from app.finance.activities import SampleMarketData
+from app.it.activities import host_addresses
 from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
     Finished,
     Running,
-    free_port,
     is_running,
     processes_mentioning,
     program_env,
     run_program,
     start_orchestrator_worker,
-    stop_process,
     wait_until,
     wait_until_polling,
 )
@@ -75,9 +75,9 @@ class DemoRun:
 
 
 async def run_demo(state: Path, stdin: str, *args: str, **env: str | None) -> Finished:
-    """`python -m app.demo` with `stdin` piped in and its state in `state`."""
+    """`python -m app.cli.demo` with `stdin` piped in and its state in `state`."""
     return await run_program(
-        ["-m", "app.demo", *args],
+        ["-m", "app.cli.demo", *args],
         stdin=stdin,
         env=program_env(DEMO_STATE_DIR=str(state), **env),
         timeout=150,
@@ -170,7 +170,7 @@ async def test_the_demo_conversation_replays_without_nondeterminism(first_run: D
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children die with it on Linux")
 async def test_a_killed_demo_takes_everything_it_started_with_it(tmp_path: Path):
     running = await Running.start(
-        ["-m", "app.demo", "--headless", "--port", str(free_port())],
+        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
         env=program_env(DEMO_STATE_DIR=str(tmp_path)),
     )
     await running.wait_for_output("Conversation: ", timeout=120)
@@ -280,14 +280,8 @@ async def test_a_worker_that_does_not_start_is_reported_with_its_log(
     problem: str,
 ):
     queue = f"fake-{uuid.uuid4()}"
-    fake = WorkerProgram(
-        "fake worker",
-        "tests/stack_fake_worker.py",
-        ORCHESTRATOR_NAMESPACE,
-        queue,
-        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    )
-    monkeypatch.setattr(demo, "WORKERS", [fake])
+    fake = Deployment("fake worker", "tests/stack_fake_worker.py", ORCHESTRATOR.namespace, queue)
+    monkeypatch.setattr(demo, "DEPLOYMENTS", [fake])
     monkeypatch.setenv("DEMO_STATE_DIR", str(tmp_path))
     runner = Demo(
         demo.parse_args(["--startup-timeout", "1"]),
@@ -386,18 +380,15 @@ async def fetch_history_from_state(state: Path, workflow_id: str) -> WorkflowHis
     temporal = find_binary("temporal")
     assert temporal is not None
     port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        temporal,
-        *["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)],
-        *["--db-filename", str(state / "temporal.db"), "--log-level", "error"],
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    command = [temporal, "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
+    command += ["--port", str(port), "--db-filename", str(state / "temporal.db")]
+    log = state / "reader-server.log"
+    server = await Child.start("reader", [*command, "--log-level", "error"], log, dict(os.environ))
     try:
         client = await connect_when_ready(f"127.0.0.1:{port}")
         return await client.get_workflow_handle(workflow_id).fetch_history()
     finally:
-        await stop_process(server)
+        await server.stop()
 
 
 @pytest.mark.timeout(300)
@@ -413,13 +404,13 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
     first = await start_orchestrator_worker(env, first_log)
     second = None
     try:
-        await wait_until_polling(client, first, first_log)
+        await wait_until_polling(client, first)
         handle = await client.start_workflow(
             AgentWorkflow.run,
             # A lost attempt is retried once its 5 s start-to-close timeout passes.
             AgentInput(config=AgentConfig(llm_timeout_seconds=5)),
             id=f"durable-{uuid.uuid4()}",
-            task_queue=ORCHESTRATOR_TASK_QUEUE,
+            task_queue=ORCHESTRATOR.task_queue,
         )
         update = await handle.start_update(
             AgentWorkflow.send_message,
@@ -429,8 +420,8 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
         answer = asyncio.ensure_future(update.result())
         await wait_for_llm_call(handle)
 
-        first.kill()
-        await first.wait()
+        first.process.kill()
+        await first.process.wait()
         second = await start_orchestrator_worker(env, second_log)
 
         assert await asyncio.wait_for(answer, 120) == "15 * 23 = 345"
@@ -441,7 +432,7 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
     finally:
         for worker in (first, second):
             if worker is not None:
-                await stop_process(worker)
+                await worker.stop()
 
     assert [(m.role, m.content) for m in view.messages if m.role != "assistant" or m.content] == [
         ("user", "Calculate 15 * 23"),

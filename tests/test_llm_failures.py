@@ -21,10 +21,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from app.activities import provider_error
-from app.llm_client import LLMSettings, litellm_module
-from app.models import AgentConfig
-from app.workflow import AgentWorkflow
+from app.agent.activities import provider_error
+from app.agent.llm_client import LLMSettings, litellm_module
+from app.agent.models import AgentConfig
+from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send
 from tests.fake_providers import (
     FAKE_KEY,

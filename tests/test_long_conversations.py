@@ -6,6 +6,7 @@ and the offline model, and prints the figures it asserts on (run pytest with `-s
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 
@@ -16,11 +17,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-import app.local_tools
-from app.local_tools import EchoInput
-from app.models import AgentConfig, AgentInput
-from app.workers import orchestrator_worker
-from app.workflow import AgentWorkflow
+from app.agent.models import AgentConfig, AgentInput
+from app.agent.tool_catalog import TOOLS
+from app.agent.worker import orchestrator_worker
+from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent
 
 
@@ -96,9 +96,8 @@ async def test_a_one_megabyte_message_is_rejected_cleanly(time_skipping_env: Wor
 async def test_a_five_megabyte_tool_result_is_capped_inside_the_activity(
     time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setitem(
-        app.local_tools.LOCAL_TOOLS, "echo", (EchoInput, lambda args: "y" * 5_000_000)
-    )
+    huge_echo = dataclasses.replace(TOOLS["echo"], function=lambda args: "y" * 5_000_000)
+    monkeypatch.setitem(TOOLS, "echo", huge_echo)
     async with real_agent(time_skipping_env) as handle:
         answer = await handle.execute_update(AgentWorkflow.send_message, "Echo anything")
         events = (await handle.fetch_history()).events

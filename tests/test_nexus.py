@@ -24,14 +24,16 @@ from temporalio.worker import (
     NexusOperationInboundInterceptor,
 )
 
-from app.activities import execute_tool
-from app.finance_activities import SampleMarketData
-from app.it_activities import host_addresses
-from app.models import AgentConfig, AgentInput
-from app.setup_nexus import ensure_nexus_setup
-from app.shared import FINANCE_NAMESPACE, IT_NAMESPACE
-from app.workers import finance_worker, it_worker, orchestrator_worker
-from app.workflow import AgentWorkflow
+from app.agent.activities import execute_tool
+from app.agent.models import AgentConfig, AgentInput
+from app.agent.worker import orchestrator_worker
+from app.agent.workflow import AgentWorkflow
+from app.core.names import FINANCE, IT
+from app.core.setup import ensure_nexus_setup
+from app.finance.activities import SampleMarketData
+from app.finance.worker import finance_worker
+from app.it.activities import host_addresses
+from app.it.worker import it_worker
 from tests.conftest import client_for
 from tests.doubles import ScriptedLLM, call, send, tools_then_answer
 
@@ -65,10 +67,10 @@ async def handler_workers(
     """The IT and/or Finance workers, as their programs configure them, in their namespaces."""
     async with AsyncExitStack() as stack:
         if it:
-            it_client = await client_for(env, IT_NAMESPACE)
+            it_client = await client_for(env, IT.namespace)
             await stack.enter_async_context(it_worker(it_client, interceptors=[recorder]))
         if finance:
-            finance_client = await client_for(env, FINANCE_NAMESPACE)
+            finance_client = await client_for(env, FINANCE.namespace)
             await stack.enter_async_context(finance_worker(finance_client, interceptors=[recorder]))
         yield
 

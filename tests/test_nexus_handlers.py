@@ -41,41 +41,34 @@ from temporalio.worker import Worker
 # The sandbox re-imports this module for CallerWorkflow: the app's modules (which resolve paths
 # at import) are ours, deterministic and already loaded, so the sandbox may share them.
 with workflow.unsafe.imports_passed_through():
-    from app.dev_server import find_binary
-    from app.finance_activities import SampleMarketData, compute_roi, ticker_symbol
-    from app.finance_service import (
+    from app.core.dev_server import find_binary
+    from app.core.names import FINANCE, IT, PROJECT_ROOT
+    from app.core.setup import cli_commands, ensure_nexus_setup
+    from app.core.tool_errors import InvalidToolArguments
+    from app.finance.activities import SampleMarketData, compute_roi, ticker_symbol
+    from app.finance.service import (
         CalculateRoiInput,
         CalculateRoiOutput,
         FinanceService,
         StockPriceInput,
         StockPriceOutput,
     )
-    from app.it_activities import (
+    from app.finance.worker import finance_worker
+    from app.it.activities import (
         SampleJiraClient,
         fetch_jira_metrics,
         get_host_addresses,
         project_key,
     )
-    from app.it_nexus_handler import JiraMetricsWorkflow
-    from app.it_service import (
+    from app.it.handler import JiraMetricsWorkflow
+    from app.it.service import (
         GetIpInput,
         GetIpOutput,
         ITService,
         JiraMetricsInput,
         JiraMetricsOutput,
     )
-    from app.setup_nexus import cli_commands, ensure_nexus_setup
-    from app.shared import (
-        FINANCE_ENDPOINT,
-        FINANCE_NAMESPACE,
-        FINANCE_TASK_QUEUE,
-        IT_ENDPOINT,
-        IT_NAMESPACE,
-        IT_TASK_QUEUE,
-        PROJECT_ROOT,
-    )
-    from app.tool_errors import InvalidToolArguments
-    from app.workers import finance_worker, it_worker
+    from app.it.worker import it_worker
     from tests.conftest import client_for
 
 # Long enough that a retried error would be obvious: a non-retryable one comes back in far less.
@@ -142,8 +135,8 @@ class CallerWorkflow:
 
     async def _call(self, request: CallRequest) -> BaseModel:
         timeout = timedelta(seconds=OPERATION_TIMEOUT_SECONDS)
-        it = workflow.create_nexus_client(service=ITService, endpoint=IT_ENDPOINT)
-        finance = workflow.create_nexus_client(service=FinanceService, endpoint=FINANCE_ENDPOINT)
+        it = workflow.create_nexus_client(service=ITService, endpoint=IT.endpoint)
+        finance = workflow.create_nexus_client(service=FinanceService, endpoint=FINANCE.endpoint)
         if request.jira_metrics is not None:
             return await it.execute_operation(
                 ITService.jira_metrics, request.jira_metrics, schedule_to_close_timeout=timeout
@@ -198,8 +191,8 @@ Call = Callable[[CallRequest], Awaitable[Called]]
 async def handlers(dev_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
     """The dev server with endpoints set up and both handler workers running, for the module."""
     await ensure_nexus_setup(dev_env.client)
-    it_client = await client_for(dev_env, IT_NAMESPACE)
-    finance_client = await client_for(dev_env, FINANCE_NAMESPACE)
+    it_client = await client_for(dev_env, IT.namespace)
+    finance_client = await client_for(dev_env, FINANCE.namespace)
     async with it_worker(it_client), finance_worker(finance_client):
         yield dev_env
 
@@ -225,10 +218,10 @@ async def call(handlers: WorkflowEnvironment) -> AsyncIterator[Call]:
 # --- Setup -----------------------------------------------------------------------------------
 
 SETUP_ITEMS = [
-    f"namespace {IT_NAMESPACE}",
-    f"namespace {FINANCE_NAMESPACE}",
-    f"endpoint {IT_ENDPOINT} -> {IT_NAMESPACE}/{IT_TASK_QUEUE}",
-    f"endpoint {FINANCE_ENDPOINT} -> {FINANCE_NAMESPACE}/{FINANCE_TASK_QUEUE}",
+    f"namespace {IT.namespace}",
+    f"namespace {FINANCE.namespace}",
+    f"endpoint {IT.endpoint} -> {IT.namespace}/{IT.task_queue}",
+    f"endpoint {FINANCE.endpoint} -> {FINANCE.namespace}/{FINANCE.task_queue}",
 ]
 
 
@@ -246,8 +239,8 @@ async def test_setup_creates_what_is_missing_and_a_second_run_finds_everything(
 @pytest.mark.parametrize(
     ("endpoint", "namespace", "task_queue"),
     [
-        (IT_ENDPOINT, IT_NAMESPACE, IT_TASK_QUEUE),
-        (FINANCE_ENDPOINT, FINANCE_NAMESPACE, FINANCE_TASK_QUEUE),
+        (IT.endpoint, IT.namespace, IT.task_queue),
+        (FINANCE.endpoint, FINANCE.namespace, FINANCE.task_queue),
     ],
 )
 async def test_each_endpoint_targets_its_teams_namespace_and_queue(
@@ -263,12 +256,12 @@ async def test_each_endpoint_targets_its_teams_namespace_and_queue(
 
 def test_cli_commands_match_the_python_setup():
     assert cli_commands() == [
-        f"temporal operator namespace create --namespace {IT_NAMESPACE} --retention 3d",
-        f"temporal operator namespace create --namespace {FINANCE_NAMESPACE} --retention 3d",
-        f"temporal operator nexus endpoint create --name {IT_ENDPOINT} "
-        f"--target-namespace {IT_NAMESPACE} --target-task-queue {IT_TASK_QUEUE}",
-        f"temporal operator nexus endpoint create --name {FINANCE_ENDPOINT} "
-        f"--target-namespace {FINANCE_NAMESPACE} --target-task-queue {FINANCE_TASK_QUEUE}",
+        f"temporal operator namespace create --namespace {IT.namespace} --retention 3d",
+        f"temporal operator namespace create --namespace {FINANCE.namespace} --retention 3d",
+        f"temporal operator nexus endpoint create --name {IT.endpoint} "
+        f"--target-namespace {IT.namespace} --target-task-queue {IT.task_queue}",
+        f"temporal operator nexus endpoint create --name {FINANCE.endpoint} "
+        f"--target-namespace {FINANCE.namespace} --target-task-queue {FINANCE.task_queue}",
     ]
 
 
@@ -321,7 +314,7 @@ async def test_jira_metrics_runs_a_handler_workflow_in_the_it_namespace(
         if e.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED
     ]
     # The handler workflow's id comes from the Nexus request id, so a retried start finds it.
-    it_client = await client_for(handlers, IT_NAMESPACE)
+    it_client = await client_for(handlers, IT.namespace)
     handler_workflow = it_client.get_workflow_handle_for(
         JiraMetricsWorkflow.run, f"jira-metrics-PROJ-{scheduled.request_id}"
     )
@@ -444,12 +437,12 @@ async def test_a_bad_key_reaching_the_jira_activity_fails_its_workflow_on_the_fi
     handlers: WorkflowEnvironment,
 ):
     # The operation refuses bad keys before starting a workflow; the activity still guards itself.
-    it_client = await client_for(handlers, IT_NAMESPACE)
+    it_client = await client_for(handlers, IT.namespace)
     handle = await it_client.start_workflow(
         JiraMetricsWorkflow.run,
         JiraMetricsInput(project="no such key"),
         id=f"jira-metrics-test-{uuid.uuid4()}",
-        task_queue=IT_TASK_QUEUE,
+        task_queue=IT.task_queue,
     )
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
@@ -594,7 +587,7 @@ def test_input_models_describe_themselves_for_the_llm(model: type[BaseModel]):
         assert field["type"] in ("string", "number"), "keep types plain; the tools validate"
 
 
-@pytest.mark.parametrize("module", ["app/it_service.py", "app/finance_service.py"])
+@pytest.mark.parametrize("module", ["app/it/service.py", "app/finance/service.py"])
 def test_contracts_import_nothing_but_pydantic_and_nexus_rpc(module: str):
     tree = ast.parse(Path(PROJECT_ROOT, module).read_text())
     imported = {

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from app.activities import plan_next_action
-from app.llm_client import OFFLINE_MODEL, LLMSettings, choose_model
-from app.models import Message, PlanInput, PlanOutput, ToolCall
+from app.agent.activities import plan_next_action
+from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model
+from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 
 
 async def plan(messages: list[Message]) -> PlanOutput:

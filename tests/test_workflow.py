@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.activities import execute_tool
-from app.models import (
+from app.agent.activities import execute_tool
+from app.agent.models import (
     AgentConfig,
     Message,
     PlanInput,
@@ -26,7 +26,7 @@ from app.models import (
     ToolRequest,
     ToolResult,
 )
-from app.workflow import AgentWorkflow
+from app.agent.workflow import AgentWorkflow
 from tests.doubles import (
     AgentHarness,
     ScriptedLLM,

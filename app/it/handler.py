@@ -19,15 +19,15 @@ from temporalio import nexus, workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from app.it_activities import fetch_jira_metrics, get_host_addresses, project_key
-    from app.it_service import (
+    from app.core.tool_errors import InvalidToolArguments, non_retryable
+    from app.it.activities import fetch_jira_metrics, get_host_addresses, project_key
+    from app.it.service import (
         GetIpInput,
         GetIpOutput,
         ITService,
         JiraMetricsInput,
         JiraMetricsOutput,
     )
-    from app.tool_errors import InvalidToolArguments, non_retryable
 
 # A call to Jira that takes longer than this is stuck: give up and try again.
 JIRA_CALL_TIMEOUT = timedelta(seconds=10)

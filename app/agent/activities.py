@@ -19,10 +19,18 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.llm_client import LLMSettings, complete, litellm_module, redact
-from app.local_tools import run_local_tool
-from app.models import Message, PlanInput, PlanOutput, ToolCall, ToolRequest, ToolResult, cap_text
-from app.tool_catalog import tool_schemas
+from app.agent.llm_client import LLMSettings, complete, litellm_module, redact
+from app.agent.models import (
+    Message,
+    PlanInput,
+    PlanOutput,
+    ToolCall,
+    ToolRequest,
+    ToolResult,
+    cap_text,
+)
+from app.agent.tool_catalog import TOOLS, tool_schemas
+from app.core.tool_errors import InvalidToolArguments
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant with tools. Use a tool whenever it can answer part of the "
@@ -181,6 +189,14 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     return PlanOutput(
         message=Message(role="assistant", content=content, tool_calls=calls), model=model
     )
+
+
+def run_local_tool(name: str, arguments_json: str) -> str:
+    """Run the local tool `name` on its JSON arguments; raises InvalidToolArguments."""
+    tool = TOOLS.get(name)
+    if tool is None or tool.function is None:
+        raise InvalidToolArguments(f"there is no local tool named {name!r}")
+    return tool.function(tool.input_model.model_validate_json(arguments_json))
 
 
 @activity.defn

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from temporalio import activity
 
-from app.it_service import GetIpOutput, JiraMetricsInput, JiraMetricsOutput
-from app.tool_errors import InvalidToolArguments, non_retryable
+from app.core.tool_errors import InvalidToolArguments, non_retryable
+from app.it.service import GetIpOutput, JiraMetricsInput, JiraMetricsOutput
 
 _PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
 _ISSUE_KEY = re.compile(r"([A-Z][A-Z0-9_]{0,9})-\d+")

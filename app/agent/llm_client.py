@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from app.config import load_env
+from app.core.config import load_env
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
@@ -79,7 +79,7 @@ def litellm_module() -> Any:
     load_env()
     import litellm
 
-    from app.offline_model import OfflineAgentLLM
+    from app.agent.offline_model import OfflineAgentLLM
 
     if not any(p.get("provider") == "offline" for p in litellm.custom_provider_map):
         litellm.custom_provider_map = [

@@ -13,15 +13,15 @@ from __future__ import annotations
 import nexusrpc
 import nexusrpc.handler
 
-from app.finance_activities import compute_roi, stock_quote
-from app.finance_service import (
+from app.core.tool_errors import InvalidToolArguments, non_retryable
+from app.finance.activities import compute_roi, stock_quote
+from app.finance.service import (
     CalculateRoiInput,
     CalculateRoiOutput,
     FinanceService,
     StockPriceInput,
     StockPriceOutput,
 )
-from app.tool_errors import InvalidToolArguments, non_retryable
 
 
 @nexusrpc.handler.service_handler(service=FinanceService)

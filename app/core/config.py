@@ -11,7 +11,7 @@ import os
 
 from dotenv import load_dotenv
 
-from app.shared import PROJECT_ROOT
+from app.core.names import PROJECT_ROOT
 
 
 @functools.cache

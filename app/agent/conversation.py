@@ -6,7 +6,7 @@ They decide what part of a long conversation each planning call sees, so that th
 
 from __future__ import annotations
 
-from app.models import Message
+from app.agent.models import Message
 
 
 def message_size(message: Message) -> int:

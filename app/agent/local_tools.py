@@ -2,17 +2,15 @@
 
 The input models are the single definition of each tool's arguments: the LLM's JSON schema is
 derived from them, the workflow validates the LLM's arguments against them, and the
-`execute_tool` activity runs the code below.
+`execute_tool` activity runs the functions below, which the tool catalog registers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pydantic import BaseModel, Field
 
-from app.calculator import CalculatorError, evaluate, format_result
-from app.tool_errors import InvalidToolArguments
+from app.agent.calculator import CalculatorError, evaluate, format_result
+from app.core.tool_errors import InvalidToolArguments
 
 
 class CalculatorInput(BaseModel):
@@ -41,18 +39,3 @@ def calculator(args: CalculatorInput) -> str:
 def echo(args: EchoInput) -> str:
     """The message itself."""
     return args.message
-
-
-LOCAL_TOOLS: dict[str, tuple[type[BaseModel], Callable[..., str]]] = {
-    "calculator": (CalculatorInput, calculator),
-    "echo": (EchoInput, echo),
-}
-
-
-def run_local_tool(name: str, arguments_json: str) -> str:
-    """Run the local tool `name` on its JSON arguments; raises InvalidToolArguments."""
-    try:
-        input_model, function = LOCAL_TOOLS[name]
-    except KeyError:
-        raise InvalidToolArguments(f"there is no local tool named {name!r}") from None
-    return function(input_model.model_validate_json(arguments_json))

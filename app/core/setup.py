@@ -1,6 +1,6 @@
 """Creates the IT and Finance namespaces and their Nexus endpoints, idempotently.
 
-Run it once per server with `uv run python -m app.setup_nexus` (`uv run demo` runs it for you).
+Run it once per server with `uv run python -m app.core.setup` (`uv run demo` runs it for you).
 Namespaces come first: an endpoint whose target namespace does not exist is refused. Things that
 already exist count as success, so running it again is harmless.
 """
@@ -17,22 +17,9 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.shared import (
-    FINANCE_ENDPOINT,
-    FINANCE_NAMESPACE,
-    FINANCE_TASK_QUEUE,
-    IT_ENDPOINT,
-    IT_NAMESPACE,
-    IT_TASK_QUEUE,
-    ORCHESTRATOR_NAMESPACE,
-)
-from app.temporal_client import connect
+from app.core.connection import connect
+from app.core.names import NEXUS_DEPLOYMENTS, ORCHESTRATOR, team_namespaces
 
-# (endpoint, target namespace, target task queue)
-ENDPOINTS = [
-    (IT_ENDPOINT, IT_NAMESPACE, IT_TASK_QUEUE),
-    (FINANCE_ENDPOINT, FINANCE_NAMESPACE, FINANCE_TASK_QUEUE),
-]
 # How long closed workflows stay visible; the same as the `temporal` CLI's default.
 RETENTION_DAYS = 3
 
@@ -41,12 +28,12 @@ def cli_commands() -> list[str]:
     """The same setup as `temporal` CLI commands (they fail if the thing already exists)."""
     commands = [
         f"temporal operator namespace create --namespace {ns} --retention {RETENTION_DAYS}d"
-        for _, ns, _ in ENDPOINTS
+        for ns in team_namespaces()
     ]
     commands += [
-        f"temporal operator nexus endpoint create --name {name} "
-        f"--target-namespace {ns} --target-task-queue {queue}"
-        for name, ns, queue in ENDPOINTS
+        f"temporal operator nexus endpoint create --name {team.endpoint} "
+        f"--target-namespace {team.namespace} --target-task-queue {team.task_queue}"
+        for team in NEXUS_DEPLOYMENTS
     ]
     return commands
 
@@ -65,7 +52,7 @@ async def _create(description: str, create: Awaitable[object]) -> str:
 async def ensure_nexus_setup(client: Client) -> list[str]:
     """Create the namespaces, then the endpoints; returns one line per thing."""
     lines = []
-    for _, namespace, _ in ENDPOINTS:
+    for namespace in team_namespaces():
         register = RegisterNamespaceRequest(
             namespace=namespace,
             workflow_execution_retention_period=Duration(seconds=RETENTION_DAYS * 24 * 3600),
@@ -75,14 +62,14 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
                 f"namespace {namespace}", client.workflow_service.register_namespace(register)
             )
         )
-    for name, namespace, task_queue in ENDPOINTS:
+    for team in NEXUS_DEPLOYMENTS:
         target = EndpointTarget(
-            worker=EndpointTarget.Worker(namespace=namespace, task_queue=task_queue)
+            worker=EndpointTarget.Worker(namespace=team.namespace, task_queue=team.task_queue)
         )
-        create = CreateNexusEndpointRequest(spec=EndpointSpec(name=name, target=target))
+        create = CreateNexusEndpointRequest(spec=EndpointSpec(name=team.endpoint, target=target))
         lines.append(
             await _create(
-                f"endpoint {name} -> {namespace}/{task_queue}",
+                f"endpoint {team.endpoint} -> {team.namespace}/{team.task_queue}",
                 client.operator_service.create_nexus_endpoint(create),
             )
         )
@@ -91,7 +78,7 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
 
 async def main(client: Client | None = None) -> None:
     """Connect (unless given a client), set everything up and print what was done."""
-    client = client or await connect(ORCHESTRATOR_NAMESPACE)
+    client = client or await connect(ORCHESTRATOR.namespace)
     for line in await ensure_nexus_setup(client):
         print(line)
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nexusrpc
 from pydantic import BaseModel
 
-from app.finance_service import CalculateRoiInput, FinanceService, StockPriceInput
-from app.it_service import GetIpInput, ITService, JiraMetricsInput
-from app.local_tools import CalculatorInput, EchoInput
-from app.shared import FINANCE_ENDPOINT, IT_ENDPOINT
+from app.agent.local_tools import CalculatorInput, EchoInput, calculator, echo
+from app.core.names import FINANCE, IT
+from app.finance.service import CalculateRoiInput, FinanceService, StockPriceInput
+from app.it.service import GetIpInput, ITService, JiraMetricsInput
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ class NexusRoute:
 
 @dataclass(frozen=True)
 class Tool:
-    """One tool the LLM may call; `route` is None for local tools run by `execute_tool`."""
+    """One tool the LLM may call: a local `function` run by `execute_tool`, or a Nexus `route`."""
 
     name: str
     input_model: type[BaseModel]
     route: NexusRoute | None = None
+    function: Callable[[Any], str] | None = None
 
     @property
     def description(self) -> str:
@@ -61,23 +63,23 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
-        Tool("calculator", CalculatorInput),
-        Tool("echo", EchoInput),
+        Tool("calculator", CalculatorInput, function=calculator),
+        Tool("echo", EchoInput, function=echo),
         Tool(
             "jira_metrics",
             JiraMetricsInput,
-            NexusRoute(IT_ENDPOINT, ITService, ITService.jira_metrics),
+            NexusRoute(IT.endpoint, ITService, ITService.jira_metrics),
         ),
-        Tool("get_ip", GetIpInput, NexusRoute(IT_ENDPOINT, ITService, ITService.get_ip)),
+        Tool("get_ip", GetIpInput, NexusRoute(IT.endpoint, ITService, ITService.get_ip)),
         Tool(
             "stock_price",
             StockPriceInput,
-            NexusRoute(FINANCE_ENDPOINT, FinanceService, FinanceService.stock_price),
+            NexusRoute(FINANCE.endpoint, FinanceService, FinanceService.stock_price),
         ),
         Tool(
             "calculate_roi",
             CalculateRoiInput,
-            NexusRoute(FINANCE_ENDPOINT, FinanceService, FinanceService.calculate_roi),
+            NexusRoute(FINANCE.endpoint, FinanceService, FinanceService.calculate_roi),
         ),
     )
 }

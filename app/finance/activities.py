@@ -12,8 +12,8 @@ import math
 import re
 from typing import Protocol
 
-from app.finance_service import CalculateRoiInput, CalculateRoiOutput, StockPriceOutput
-from app.tool_errors import InvalidToolArguments
+from app.core.tool_errors import InvalidToolArguments
+from app.finance.service import CalculateRoiInput, CalculateRoiOutput, StockPriceOutput
 
 _TICKER = re.compile(r"[A-Z]{1,5}(\.[A-Z])?")
 MAX_YEARS = 100

@@ -21,9 +21,9 @@ from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutErr
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from app.activities import execute_tool, plan_next_action
-    from app.conversation import planner_window
-    from app.models import (
+    from app.agent.activities import execute_tool, plan_next_action
+    from app.agent.conversation import planner_window
+    from app.agent.models import (
         AgentInput,
         AgentResult,
         AgentStatus,
@@ -34,18 +34,9 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         cap_text,
     )
-    from app.shared import AGENT_WORKFLOW_NAME
-    from app.tool_catalog import TOOLS, Tool
-
-
-def failure_message(err: BaseException) -> str:
-    """The most specific message in an error's cause chain, for the LLM or the user."""
-    messages = []
-    current: BaseException | None = err
-    while current is not None:
-        messages.append(getattr(current, "message", None) or str(current))
-        current = current.__cause__
-    return next((m for m in reversed(messages) if m), "unknown error")
+    from app.agent.tool_catalog import TOOLS, Tool
+    from app.core.errors import failure_message
+    from app.core.names import AGENT_WORKFLOW_NAME
 
 
 def validation_summary(err: ValidationError) -> str:

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from app.shared import FINANCE_NAMESPACE, IT_NAMESPACE
+from app.core.names import team_namespaces
 
 # Measured: ~44 ms saved before each workflow task (see the README's Performance section).
 LOW_LATENCY_DYNAMIC_CONFIG = {
@@ -34,7 +34,7 @@ def find_binary(name: str) -> str | None:
 
 def dev_server_args(*, low_latency: bool = True) -> list[str]:
     """Extra `temporal server start-dev` arguments: our namespaces and the latency settings."""
-    args = ["--namespace", IT_NAMESPACE, "--namespace", FINANCE_NAMESPACE]
+    args = [arg for namespace in team_namespaces() for arg in ("--namespace", namespace)]
     config = LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {}
     for key, value in config.items():
         args += ["--dynamic-config-value", f"{key}={value}"]

@@ -1,0 +1,393 @@
+"""One user's chat with one conversation: start or attach, send each line, print the answer.
+
+Each message is the Update `send_message` with an Update id of its own, so a retried send never
+runs a turn twice. While a turn runs the session polls the workflow's `get_status` query for the
+progress line, and explains long silences (no worker, a failing workflow task). Leaving the chat
+does not end the conversation: it stays resumable with `--conversation-id` until `/end`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.agent.models import AgentInput, AgentResult, AgentStatus
+from app.agent.workflow import AgentWorkflow
+from app.cli.retries import (
+    ChatError,
+    ConversationClosed,
+    FatalChatError,
+    Retries,
+    as_rpc_error,
+    no_worker_hint,
+    reraise_cancellation,
+    rpc_problem,
+    silent_workflow_hint,
+    slow_acceptance_hint,
+)
+from app.cli.terminal import Terminal, format_history, indent_answer, status_text, workflow_link
+from app.core.connection import one_line
+from app.core.errors import failure_message
+from app.core.names import ORCHESTRATOR
+from app.core.processes import is_polling
+
+# A terminal's progress line is redrawn this often; each redraw asks the workflow for its status.
+STATUS_POLL_SECONDS = 0.12
+# Without a terminal nobody watches a spinner: ask only often enough to notice a silent worker.
+PLAIN_STATUS_POLL_SECONDS = 1.0
+# An Update waits for a worker forever; after this long we tell the user why.
+ACCEPT_HINT_SECONDS = 10.0
+SILENT_WORKER_HINT_SECONDS = 10.0
+QUERY_TIMEOUT = timedelta(seconds=2)
+ECHO_LIMIT = 500
+
+HELP = """Type a message and press Enter. Commands:
+  /history  show this conversation (tool calls indented)
+  /new      start a new conversation (this one stays open)
+  /end      end this conversation and leave
+  /help     this list
+  quit      leave; the conversation stays open to resume later (also exit, Ctrl-D, Ctrl-C)"""
+
+QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
+
+
+@dataclass
+class _Turn:
+    """What the progress line needs to know about the turn in flight."""
+
+    started: float
+    accepted: bool = False
+
+
+class ChatSession:
+    """One user's chat with one conversation at a time."""
+
+    def __init__(
+        self,
+        client: Client,
+        terminal: Terminal,
+        *,
+        web_ui: str | None,
+        resume_command: str,
+    ) -> None:
+        self.client = client
+        self.terminal = terminal
+        self.web_ui = web_ui
+        self.resume_command = resume_command
+        self.address = client.service_client.config.target_host
+        self.conversation_id = ""
+        self._handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
+        self.is_open = False
+        self._in_flight: _Turn | None = None
+
+    @property
+    def handle(self) -> WorkflowHandle[AgentWorkflow, AgentResult]:
+        """The current conversation's workflow, whichever run is current."""
+        assert self._handle is not None, "no conversation yet"
+        return self._handle
+
+    async def start_new(self) -> None:
+        """Start a new conversation on the orchestrator's task queue."""
+        workflow_id = f"conversation-{uuid.uuid4().hex[:8]}"
+        try:
+            await self.client.start_workflow(
+                AgentWorkflow.run, AgentInput(), id=workflow_id, task_queue=ORCHESTRATOR.task_queue
+            )
+        except RPCError as err:
+            raise FatalChatError(
+                f"cannot start a conversation: {rpc_problem(err, self.address)}"
+            ) from None
+        self._use(workflow_id)
+
+    async def attach(self, conversation_id: str) -> None:
+        """Attach to a running conversation; a finished or unknown one is a `FatalChatError`."""
+        handle = self.client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+        try:
+            description = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise FatalChatError(
+                    f"there is no conversation {conversation_id} in namespace "
+                    f"{self.client.namespace} at {self.address}"
+                ) from None
+            raise FatalChatError(
+                f"cannot look up conversation {conversation_id}: {rpc_problem(err, self.address)}"
+            ) from None
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            state = description.status.name.lower() if description.status else "closed"
+            raise FatalChatError(
+                f"conversation {conversation_id} has ended ({state}); start a new one with "
+                f"`{self.resume_command}`"
+            )
+        self._use(conversation_id)
+
+    def _use(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        # No run id: messages follow the conversation across continue-as-new.
+        self._handle = self.client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+        self.is_open = True
+
+    def banner(self, model: str | None, resumed: bool) -> None:
+        """The conversation id, the model and the Web UI link."""
+        state = "resumed" if resumed else "new"
+        self.terminal.say(f"Conversation: {self.conversation_id} ({state})")
+        if model:
+            self.terminal.say(f"Model: {model}")
+        link = workflow_link(self.web_ui, self.client.namespace, self.conversation_id)
+        if link:
+            self.terminal.say(f"Web UI: {link}")
+        if self.terminal.interactive:
+            self.terminal.say("Type a message; /help lists the commands; quit leaves.")
+
+    async def warn_if_no_worker(self) -> None:
+        """Say at once when no orchestrator worker polls: messages would wait for one."""
+        if await self._worker_polls() is False:
+            self.terminal.error(no_worker_hint())
+
+    async def run(self) -> int:
+        """Read and answer lines until quit, end of input or `/end`; returns the exit code."""
+        try:
+            while True:
+                line = await self.terminal.read_line("You: ")
+                if line is None:
+                    if self.terminal.interactive:
+                        self.terminal.say("")
+                    return 0
+                text = line.strip()
+                if not text:
+                    continue
+                if text.lower() in QUIT_WORDS:
+                    return 0
+                if text.startswith("/"):
+                    if await self.command(text):
+                        return 0
+                    continue
+                await self.send(line)
+        except FatalChatError as err:
+            self.terminal.error(str(err))
+            return 1
+        except asyncio.CancelledError:
+            if self.terminal.interactive:
+                self.terminal.say("")  # leave the prompt's line before saying goodbye
+            raise
+        finally:
+            self.goodbye()
+
+    async def command(self, text: str) -> bool:
+        """Run one slash command; True when the chat should end."""
+        name = text.split()[0].lower()
+        if name == "/help":
+            self.terminal.say(HELP)
+        elif name == "/history":
+            await self.show_history()
+        elif name == "/new":
+            previous = self.conversation_id
+            try:
+                await self.start_new()
+            except ChatError as err:  # this conversation is still usable
+                self.terminal.error(f"Error: {err}")
+                return False
+            self.terminal.say(f"Started {self.conversation_id}; {previous} stays open.")
+            self.banner(None, resumed=False)
+        elif name == "/end":
+            await self.end()
+            return True
+        else:
+            self.terminal.error(f"Error: unknown command {name}: /help lists the commands")
+        return False
+
+    async def send(self, text: str) -> None:
+        """Send one message and print the agent's answer, or a one-line error."""
+        if not self.terminal.interactive:
+            self.terminal.say("You: " + (text if len(text) <= ECHO_LIMIT else _shortened(text)))
+        try:
+            answer = await self._turn(text)
+        except FatalChatError:
+            raise
+        except ConversationClosed as err:
+            self.is_open = False
+            self.terminal.error(f"Error: {err}")
+            return
+        except ChatError as err:
+            self.terminal.error(f"Error: {err}")
+            return
+        self.terminal.say(indent_answer("Agent: ", answer))
+
+    async def show_history(self) -> None:
+        """Print the conversation from the workflow's `get_history` query."""
+        try:
+            view = await self.handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
+        except Exception as err:  # a query fails in several ways; all mean "not now"
+            self.terminal.error(
+                f"Error: cannot read the history of {self.conversation_id}: "
+                f"{one_line(failure_message(err), 160)} (is the orchestrator worker running?)"
+            )
+            return
+        self.terminal.say(f"History of {self.conversation_id}:")
+        for line in format_history(view.messages, view.earlier_messages):
+            self.terminal.say(line)
+
+    async def end(self) -> None:
+        """Ask the workflow to end the conversation once its answered turns are done."""
+        try:
+            await self.handle.signal(AgentWorkflow.end_conversation)
+        except RPCError as err:
+            raise FatalChatError(
+                f"cannot end {self.conversation_id}: {rpc_problem(err, self.address)}"
+            ) from None
+        self.is_open = False
+        try:
+            result = await asyncio.wait_for(self.handle.result(), 5)
+        except Exception:  # a timeout, or a failure: the worker finishes it later
+            self.terminal.say(f"Conversation {self.conversation_id} is ending.")
+            return
+        turns = "1 turn" if result.turns == 1 else f"{result.turns} turns"
+        self.terminal.say(f"Conversation {self.conversation_id} ended after {turns}.")
+
+    def goodbye(self) -> None:
+        """Say how to come back to a conversation that stays open."""
+        if not self.is_open:
+            return
+        if self._in_flight is not None and self._in_flight.accepted:
+            self.terminal.say(
+                "The agent is still working on your last message; /history will show its "
+                "answer when you come back."
+            )
+        elif self._in_flight is not None:
+            self.terminal.say(
+                "Your last message was not taken up by a worker yet: check /history when you "
+                "come back, and send it again if it is missing."
+            )
+        self.terminal.say(
+            f"Conversation {self.conversation_id} stays open: resume it with "
+            f"`{self.resume_command} --conversation-id {self.conversation_id}`."
+        )
+
+    async def _turn(self, text: str) -> str:
+        """Deliver the message, wait for the answer, and show progress meanwhile."""
+        turn = _Turn(started=time.monotonic())
+        progress = asyncio.create_task(self._show_progress(turn))
+        self._in_flight = turn
+        try:
+            update = await self._deliver(text, f"message-{uuid.uuid4()}")
+            turn.accepted = True
+            return await self._answer(update)
+        finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+            self.terminal.clear_status()
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():
+                self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
+
+    async def _deliver(self, text: str, update_id: str) -> WorkflowUpdateHandle[str]:
+        """Send the Update until the workflow accepts it; one update id, so never twice."""
+        retries = self._retries()
+        while True:
+            try:
+                update = await self.handle.start_update(
+                    AgentWorkflow.send_message,
+                    text,
+                    id=update_id,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                )
+            except WorkflowUpdateFailedError as err:  # the validator said no
+                raise ChatError(failure_message(err.cause)) from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+                reraise_cancellation(err)
+                await retries.after(as_rpc_error(err), sending=True)
+            except RPCError as err:
+                await retries.after(err, sending=True)
+                continue
+            return update
+
+    async def _answer(self, update: WorkflowUpdateHandle[str]) -> str:
+        """The Update's result, waiting through server restarts."""
+        retries = self._retries()
+        while True:
+            try:
+                return await update.result()
+            except WorkflowUpdateFailedError as err:
+                raise ChatError(failure_message(err.cause)) from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+                reraise_cancellation(err)
+                await retries.after(as_rpc_error(err), sending=False)
+            except RPCError as err:
+                await retries.after(err, sending=False)
+
+    async def _show_progress(self, turn: _Turn) -> None:
+        """Redraw the progress line from the workflow's status; explain long silences."""
+        frame = 0
+        hinted_accept = hinted_silent = False
+        last_heard = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if not turn.accepted:
+                text = "sending"
+                if now - turn.started > ACCEPT_HINT_SECONDS and not hinted_accept:
+                    hinted_accept = True
+                    self.terminal.error(await self._slow_acceptance_hint())
+            else:
+                status, problem = await self._status()
+                if status is not None:
+                    last_heard, text = now, status_text(status)
+                else:
+                    text = "waiting for the orchestrator worker"
+                    if now - last_heard > SILENT_WORKER_HINT_SECONDS and not hinted_silent:
+                        hinted_silent = True
+                        self.terminal.error(silent_workflow_hint(problem))
+            frame += 1
+            elapsed = time.monotonic() - turn.started
+            self.terminal.status(
+                f"{self.terminal.frames[frame % len(self.terminal.frames)]} {text}"
+                f" ({elapsed:.1f} s)"
+            )
+            live = self.terminal.live
+            await asyncio.sleep(STATUS_POLL_SECONDS if live else PLAIN_STATUS_POLL_SECONDS)
+
+    async def _status(self) -> tuple[AgentStatus | None, str]:
+        """The workflow's status, or None and why the query failed."""
+        try:
+            status = await self.handle.query(
+                AgentWorkflow.get_status, rpc_timeout=timedelta(seconds=1)
+            )
+        except Exception as err:  # no worker, a failing workflow task, a server restart
+            return None, failure_message(err)
+        return status, ""
+
+    async def _worker_polls(self) -> bool | None:
+        """Whether a worker polls the orchestrator's queue; None when the server won't say."""
+        try:
+            return await is_polling(self.client, ORCHESTRATOR, timeout=2.0)
+        except RPCError:
+            return None
+
+    async def _slow_acceptance_hint(self) -> str:
+        return slow_acceptance_hint(await self._worker_polls(), ACCEPT_HINT_SECONDS)
+
+    def _retries(self) -> Retries:
+        return Retries(
+            self.terminal,
+            self.address,
+            self.conversation_id,
+            f"{self.resume_command} --conversation-id {self.conversation_id}",
+            self.handle.describe,
+        )
+
+
+def _shortened(text: str) -> str:
+    return f"{text[:ECHO_LIMIT]}... ({len(text):,} characters)"

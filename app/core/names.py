@@ -1,0 +1,72 @@
+"""Names shared by several programs: the three deployments, the agent workflow, the server address.
+
+A deployment is one team's worker program with the namespace and task queue it polls (and, for a
+team that offers tools, the Nexus endpoint that routes to it). Every program, the setup, the demo,
+the tests and the benchmark read `DEPLOYMENTS`, so adding a team or renaming a queue is a change
+here, and no two programs can disagree about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+AGENT_WORKFLOW_NAME = "AgentWorkflow"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One worker program and the namespace and task queue it polls."""
+
+    name: str
+    program: str
+    namespace: str
+    task_queue: str
+
+    @property
+    def log_name(self) -> str:
+        """Its log file's name in the demo's state folder."""
+        return Path(self.program).with_suffix(".log").name
+
+
+@dataclass(frozen=True)
+class NexusDeployment(Deployment):
+    """A team that offers tools to other teams through a Nexus endpoint."""
+
+    endpoint: str
+
+
+# The orchestrator: the agent workflow and its activities.
+ORCHESTRATOR = Deployment(
+    name="orchestrator worker",
+    program="orchestrator_worker.py",
+    namespace="default",
+    task_queue="agent-orchestrator-queue",
+)
+# The IT team's tools, behind their own namespace and Nexus endpoint.
+IT = NexusDeployment(
+    name="IT Nexus worker",
+    program="it_nexus_worker.py",
+    namespace="it-namespace",
+    task_queue="it-tools-queue",
+    endpoint="it-nexus-endpoint",
+)
+# The Finance team's tools, likewise.
+FINANCE = NexusDeployment(
+    name="Finance Nexus worker",
+    program="finance_nexus_worker.py",
+    namespace="finance-namespace",
+    task_queue="finance-tools-queue",
+    endpoint="finance-nexus-endpoint",
+)
+
+DEPLOYMENTS: tuple[Deployment, ...] = (ORCHESTRATOR, IT, FINANCE)
+NEXUS_DEPLOYMENTS: tuple[NexusDeployment, ...] = (IT, FINANCE)
+
+
+def team_namespaces() -> list[str]:
+    """The namespaces the Nexus teams poll, apart from the orchestrator's, without repeats."""
+    others = (team.namespace for team in NEXUS_DEPLOYMENTS)
+    return list(dict.fromkeys(ns for ns in others if ns != ORCHESTRATOR.namespace))

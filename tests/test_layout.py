@@ -1,0 +1,119 @@
+"""The layout's rules, checked from the code's own imports, so that they keep holding.
+
+Each team's package is a room: the orchestrator reaches the other teams only through their Nexus
+contracts, the IT and Finance packages know nothing of the agent, the CLI or each other, and only
+the top-level programs import the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from app.core.names import PROJECT_ROOT
+
+APP = PROJECT_ROOT / "app"
+TEAMS = ("it", "finance")
+MAX_MODULE_LINES = 400
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, absolute (relative imports resolved), at any depth."""
+    package = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts[:-1])
+    return imports_in(path.read_text(), package)
+
+
+def imports_in(source: str, package: str) -> set[str]:
+    """Every module `source` (a module of `package`) imports, wherever the import statement is."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.add(module)
+            # `from app.it import service` imports app.it.service
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules_in(package: str) -> list[Path]:
+    return sorted((APP / package).rglob("*.py"))
+
+
+def app_imports(path: Path) -> set[str]:
+    return {name for name in imports_of(path) if name == "app" or name.startswith("app.")}
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_packages_are_the_four_owners_and_a_shared_core():
+    packages = {p.name for p in APP.iterdir() if (p / "__init__.py").exists()}
+    assert packages == {"agent", "it", "finance", "cli", "core"}
+    assert sorted(p.name for p in APP.glob("*.py")) == ["__init__.py"]
+
+
+@pytest.mark.parametrize("path", modules_in("agent"), ids=lambda p: p.name)
+def test_the_agent_reaches_other_teams_only_through_their_contracts(path: Path):
+    for name in app_imports(path):
+        for team in TEAMS:
+            if within(name, f"app.{team}"):
+                contract = within(name, f"app.{team}.service") or name == f"app.{team}"
+                assert contract, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for team in TEAMS for p in modules_in(team)],
+    ids=lambda p: p.parent.name + "/" + p.name,
+)
+def test_the_tool_teams_import_only_themselves_and_the_core(path: Path):
+    own = f"app.{path.relative_to(APP).parts[0]}"
+    for name in app_imports(path):
+        assert within(name, own) or within(name, "app.core") or name == "app", (
+            f"{path.relative_to(APP)} imports {name}"
+        )
+
+
+def test_only_the_top_level_programs_import_the_cli():
+    offenders = [
+        f"{path.relative_to(PROJECT_ROOT)} imports {name}"
+        for path in sorted(APP.rglob("*.py"))
+        if not within(".".join(path.relative_to(PROJECT_ROOT).parts[:2]), "app.cli")
+        for name in app_imports(path)
+        if within(name, "app.cli")
+    ]
+    assert offenders == []
+
+
+def test_the_core_imports_no_team():
+    for path in modules_in("core"):
+        for name in app_imports(path):
+            assert within(name, "app.core"), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", sorted(APP.rglob("*.py")), ids=lambda p: str(p.relative_to(APP)))
+def test_no_module_is_longer_than_about_400_lines(path: Path):
+    assert len(path.read_text().splitlines()) <= MAX_MODULE_LINES
+
+
+def test_the_checks_find_imports_wherever_they_are_written():
+    # The rules above would pass on nothing if imports_in() missed imports: check it finds these.
+    source = (
+        "from . import service\n"
+        "from ..agent.workflow import AgentWorkflow\n"
+        "def f():\n"
+        "    import app.cli.chat\n"
+        "with ctx():\n"
+        "    from app.finance.handler import X\n"
+    )
+    found = imports_in(source, "app.it")
+    assert {"app.it.service", "app.agent.workflow", "app.cli.chat", "app.finance.handler"} <= found
