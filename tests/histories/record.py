@@ -9,7 +9,9 @@ produce the kind, a scripted `plan_next_action` (under the real activity name) f
 failures and a runaway loop. Each conversation is ended, and every run of it is written as
 `WorkflowHistory.to_json()` to `tests/histories/<kind>.json` (`<kind>.run-<n>.json` when it
 continued as new). Worker identities and the host's addresses are fixed, so the files say nothing
-about the machine that recorded them. Recording replaces every file; commit them all together.
+about the machine that recorded them. Recording replaces the files at the top of
+`tests/histories/` (folders below it keep older generations, see the README); commit them all
+together.
 """
 
 from __future__ import annotations
