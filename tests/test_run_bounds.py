@@ -9,17 +9,27 @@ continue-as-new suggestion, the byte budget, and two senders of near-limit messa
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from app.agent.models import AgentConfig, Message
 from app.agent.sending import is_run_full, send_message
 from app.agent.workflow import RUN_FULL, AgentWorkflow
+from app.core.dev_server import dev_server_args, find_binary
 from tests.doubles import AgentHarness, ScriptedLLM, history, says
 
 
@@ -189,3 +199,77 @@ async def test_a_run_refuses_messages_before_its_history_passes_the_byte_budget(
     assert len(runs) >= 3
     assert all(run.history_bytes <= 300_000 for run in runs)
     assert sum(run.accepted for run in runs) == 12
+
+
+@pytest.fixture(scope="module")
+async def server_suggesting_continue_as_new() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server that suggests continue-as-new once a run has 40 events (default: 4 Ki)."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=find_binary("temporal"),
+        dev_server_extra_args=dev_server_args()
+        + ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_a_run_continues_as_new_when_the_server_suggests_it(
+    server_suggesting_continue_as_new: WorkflowEnvironment,
+):
+    harness = AgentHarness(
+        server_suggesting_continue_as_new, ScriptedLLM(numbered_answers), AgentConfig()
+    )
+    async with harness.worker():
+        handle = await harness.start()
+        answers = [await send_message(handle, f"m{i}") for i in range(12)]
+        runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
+    print(f"\nturns per run: {[run.accepted for run in runs]}")
+    assert answers == [f"answer to m{i}" for i in range(12)]
+    # Nothing but the suggestion ended these runs: far from 200 turns, 20 MB or 20,000 events.
+    assert len(runs) >= 3
+    assert all(run.events < 80 for run in runs)
+    assert sum(run.accepted for run in runs) == 12
+
+
+@pytest.mark.timeout(90)
+async def test_two_senders_of_near_limit_messages_never_overfill_a_run(
+    dev_env: WorkflowEnvironment,
+):
+    config = AgentConfig()
+    llm = ScriptedLLM(lambda messages: says(f"answer to {(messages[-1].content or '')[:12]}"))
+    harness = AgentHarness(dev_env, llm, config)
+    sent: dict[str, list[str]] = {}
+
+    async def sender(name: str, until: float) -> None:
+        i = 0
+        while time.monotonic() < until:
+            update_id = f"{name}-{i}"
+            text = f"{name}-{i:04d} ".ljust(31_900, "x")
+            answer = await send_message(handle, text, update_id=update_id)
+            sent.setdefault(update_id, []).append(answer)
+            assert answer == f"answer to {text[:12]}", (update_id, answer)
+            i += 1
+
+    async with harness.worker():
+        handle = await harness.start()
+        until = time.monotonic() + 30
+        await asyncio.gather(sender("a", until), sender("b", until))
+        runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
+        latest = await harness.client.get_workflow_handle(handle.id).describe()
+        status = await handle.query(AgentWorkflow.get_status)
+    answered = Counter(update_id for run in runs for update_id in run.answers)
+    biggest = max(run.history_bytes for run in runs)
+    print(
+        f"\n{len(sent)} messages in 30 s over {len(runs)} runs; turns per run "
+        f"{[run.accepted for run in runs]}; biggest run {biggest:,} bytes"
+    )
+    assert latest.status == WorkflowExecutionStatus.RUNNING
+    assert not any(run.terminated for run in runs)
+    assert all(run.accepted <= config.max_turns_per_run for run in runs)
+    assert biggest <= config.max_history_bytes_per_run
+    # Every message was answered exactly once, in the history as well as to its sender.
+    assert all(len(answers) == 1 for answers in sent.values())
+    assert answered == Counter(set(sent))
+    assert status.turns == len(sent)
+    assert len(runs) >= 2
