@@ -233,7 +233,7 @@ async def test_a_run_continues_as_new_when_the_server_suggests_it(
 
 
 @pytest.mark.timeout(90)
-async def test_two_senders_of_near_limit_messages_never_overfill_a_run(
+async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     dev_env: WorkflowEnvironment,
 ):
     config = AgentConfig()
@@ -245,7 +245,7 @@ async def test_two_senders_of_near_limit_messages_never_overfill_a_run(
         i = 0
         while time.monotonic() < until:
             update_id = f"{name}-{i}"
-            text = f"{name}-{i:04d} ".ljust(31_900, "x")
+            text = f"{name}-{i:05d} ".ljust(31_900, "x")
             answer = await send_message(handle, text, update_id=update_id)
             sent.setdefault(update_id, []).append(answer)
             assert answer == f"answer to {text[:12]}", (update_id, answer)
@@ -254,7 +254,11 @@ async def test_two_senders_of_near_limit_messages_never_overfill_a_run(
     async with harness.worker():
         handle = await harness.start()
         until = time.monotonic() + 30
-        await asyncio.gather(sender("a", until), sender("b", until))
+        # Each sender keeps three messages in flight, so the run always has turns queued: a run
+        # that waited for an empty queue would never continue as new.
+        await asyncio.gather(
+            *(sender(name, until) for name in ("a1", "a2", "a3", "b1", "b2", "b3"))
+        )
         runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
         latest = await harness.client.get_workflow_handle(handle.id).describe()
         status = await handle.query(AgentWorkflow.get_status)
