@@ -79,6 +79,10 @@ class AgentWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
             carried = self._window()
+            if plan_input_bytes(carried) > self._config.max_plan_input_bytes:
+                # The window always holds the newest turn; one that grew too large to plan is
+                # left behind, so the next run's input stays far below the payload limit.
+                carried = []
             workflow.logger.info("Continuing as new after %d turns", self._accepted_this_run)
             workflow.continue_as_new(
                 AgentInput(
