@@ -3,16 +3,19 @@
 Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
 (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
 server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) from the
-environment or `.env`. Ctrl-C lets in-flight LLM calls finish before it stops.
+environment or `.env`. It refuses to start, with one line saying what to run, when the Nexus
+endpoints its tools route to do not exist. Ctrl-C lets in-flight LLM calls finish before it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from temporalio.client import Client
 
+from app.agent.endpoints import EndpointsMissing, require_endpoints
 from app.agent.llm_client import ModelChoice, choose_model, litellm_module
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
@@ -30,9 +33,15 @@ def warm_up() -> ModelChoice:
 
 async def main(client: Client | None = None) -> None:
     configure_logging()
-    # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
-    warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR.namespace)
+    # Checked before LiteLLM's import starts, so a worker that cannot serve exits at once.
+    try:
+        await require_endpoints(client)
+    except EndpointsMissing as err:
+        print(f"{ORCHESTRATOR.name}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    # Importing LiteLLM takes seconds: pay it now, off the event loop, not on the first message.
+    warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     worker = orchestrator_worker(client)
     logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 # Imported like app/agent/workflow.py imports them; app.agent.workflow itself is re-imported by the
 # sandbox for each run, as it is in production.
-from app.agent.workflow import AgentWorkflow
+from app.agent.workflow import AgentWorkflow, LLMFailure
 from app.core.errors import failure_message
 
 with workflow.unsafe.imports_passed_through():
@@ -41,13 +41,13 @@ class LLMLocalActivityWorkflow(AgentWorkflow):
     async def run(self, input: AgentInput) -> AgentResult:
         return await super().run(input)
 
-    async def _plan_next_action(self) -> Message:
+    async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
         self._set_status("thinking")
         config = self._config
         try:
             plan = await workflow.execute_local_activity(
                 plan_next_action,
-                PlanInput(messages=self._window()),
+                PlanInput(messages=window),
                 start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=config.llm_retry_initial_seconds),
@@ -56,7 +56,7 @@ class LLMLocalActivityWorkflow(AgentWorkflow):
                 ),
             )
         except ActivityError as err:
-            return Message.assistant(
+            return LLMFailure(
                 f"Sorry, I could not get an answer from the language model: {failure_message(err)}."
             )
         self._status.model = plan.model

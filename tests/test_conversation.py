@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.agent.conversation import planner_window
+from app.agent.conversation import plan_input_bytes, planner_window
 from app.agent.models import Message, ToolCall
 
 
@@ -48,3 +48,20 @@ def test_window_is_bounded_by_message_count():
     assert planner_window(history, 10_000, max_messages=9) == history[4:]
     assert planner_window(history, 10_000, max_messages=8) == history[8:]
     assert planner_window(history, 10_000, max_messages=1) == [Message.user("d")]
+
+
+def test_window_leaves_out_failed_turns():
+    failed = [
+        Message.user("poison").model_copy(update={"skip_in_planning": True}),
+        Message.assistant("Sorry, ...").model_copy(update={"skip_in_planning": True}),
+    ]
+    history = turn("a") + failed + [Message.user("b")]
+    assert planner_window(history, 10_000) == turn("a") + [Message.user("b")]
+
+
+def test_window_is_bounded_by_utf8_bytes_not_characters():
+    # 300 characters, 1,200 bytes: within a 1,000-character budget, over a 1,000-byte one.
+    history = turn("old", "😀" * 300) + [Message.user("new")]
+    assert planner_window(history, 1_000) == history
+    assert planner_window(history, 1_000, budget_bytes=1_000) == [Message.user("new")]
+    assert plan_input_bytes(planner_window(history, 1_000, budget_bytes=1_600)) <= 1_600

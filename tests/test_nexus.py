@@ -25,6 +25,7 @@ from temporalio.worker import (
 )
 
 from app.agent.activities import execute_tool
+from app.agent.endpoints import check_endpoints
 from app.agent.models import AgentConfig, AgentInput
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
@@ -156,7 +157,7 @@ async def test_bad_arguments_fail_fast_and_the_llm_reads_why(nexus_ready: Workfl
     config = AgentConfig(nexus_timeout_seconds=30)
     async with (
         handler_workers(nexus_ready, RecordNamespaces()),
-        orchestrator(client, llm.plan_next_action, execute_tool) as task_queue,
+        orchestrator(client, llm.plan_next_action, execute_tool, check_endpoints) as task_queue,
     ):
         handle = await client.start_workflow(
             AgentWorkflow.run,
@@ -211,7 +212,7 @@ async def test_scripted_llm_reaches_remote_tools_with_typed_results(
     )
     async with (
         handler_workers(nexus_ready, RecordNamespaces(), it=False),
-        orchestrator(client, llm.plan_next_action, execute_tool) as task_queue,
+        orchestrator(client, llm.plan_next_action, execute_tool, check_endpoints) as task_queue,
     ):
         handle = await client.start_workflow(
             AgentWorkflow.run, AgentInput(), id=f"typed-{uuid.uuid4()}", task_queue=task_queue

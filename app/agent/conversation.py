@@ -1,12 +1,13 @@
 """Pure functions over the conversation history, used by the deterministic workflow.
 
 They decide what part of a long conversation each planning call sees, so that the payload of every
-`plan_next_action` call (and so the event history per turn) stays bounded however long the chat.
+`plan_next_action` call (and so the event history per turn) stays bounded however long the chat,
+and so that a turn that ended in an LLM failure is never sent to the LLM again.
 """
 
 from __future__ import annotations
 
-from app.agent.models import Message
+from app.agent.models import Message, PlanInput, utf8_size
 
 
 def message_size(message: Message) -> int:
@@ -16,21 +17,44 @@ def message_size(message: Message) -> int:
     )
 
 
+def message_bytes(message: Message) -> int:
+    """The message's share of a planning input's JSON payload, in bytes."""
+    # The comma that separates it from the next one.
+    return utf8_size(message.model_dump_json()) + 1
+
+
+def plan_input_bytes(messages: list[Message]) -> int:
+    """The size of `PlanInput(messages=messages)` as JSON, in bytes."""
+    return utf8_size(PlanInput(messages=messages).model_dump_json())
+
+
 def planner_window(
-    history: list[Message], budget_chars: int, max_messages: int | None = None
+    history: list[Message],
+    budget_chars: int,
+    max_messages: int | None = None,
+    budget_bytes: int | None = None,
 ) -> list[Message]:
-    """The newest whole turns within both budgets; the current turn is always included."""
+    """The newest whole turns within the budgets; the current turn is always included.
+
+    Messages marked `skip_in_planning` (a failed turn's) are left out.
+    """
+    history = [message for message in history if not message.skip_in_planning]
     turn_starts = [i for i, message in enumerate(history) if message.role == "user"]
     if not turn_starts:
         return list(history)
     start = turn_starts[-1]
     used = sum(message_size(m) for m in history[start:])
+    used_bytes = sum(message_bytes(m) for m in history[start:]) if budget_bytes else 0
     # Walk back one whole turn at a time, so a tool result never loses its tool call.
     for previous in reversed(turn_starts[:-1]):
-        turn_size = sum(message_size(m) for m in history[previous:start])
+        turn = history[previous:start]
+        turn_size = sum(message_size(m) for m in turn)
+        turn_bytes = sum(message_bytes(m) for m in turn) if budget_bytes else 0
         too_many = max_messages is not None and len(history) - previous > max_messages
-        if used + turn_size > budget_chars or too_many:
+        too_big = budget_bytes is not None and used_bytes + turn_bytes > budget_bytes
+        if used + turn_size > budget_chars or too_many or too_big:
             break
         used += turn_size
+        used_bytes += turn_bytes
         start = previous
     return history[start:]

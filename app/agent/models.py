@@ -28,6 +28,10 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    # Set on the user message and the answer of a turn that ended in an LLM failure: they stay in
+    # the conversation the user sees, but are never sent to the LLM again, so a history that made
+    # the provider fail cannot make every later turn fail the same way.
+    skip_in_planning: bool = False
 
     @classmethod
     def user(cls, text: str) -> Message:
@@ -70,25 +74,54 @@ class AgentConfig(BaseModel):
     max_message_chars: int = 32_000
     # Tool results are cut to this size before they enter the history the LLM sees.
     max_tool_result_chars: int = 16_000
+    # A turn's byte budget. Everything a turn carries is recorded in the event history (planning
+    # inputs once per step, tool results), and one payload over 2 MB fails the workflow task, so
+    # each of these is bounded; a turn that reaches one ends with an answer saying so.
+    max_tool_calls_per_step: int = 20
+    max_tool_result_bytes_per_turn: int = 200_000
+    max_plan_input_bytes: int = 256_000
+    # The user message, planning inputs and tool results of one turn. Raise it with the planner
+    # window.
+    max_turn_bytes: int = 1_000_000
     # Each planning call receives the newest whole turns within these two budgets, so activity
     # inputs (and so history bytes per turn) stay bounded however long the chat runs. Raise them
     # for long-context models: the price is history bytes per turn. The activity then trims the
     # window further, by tokens, to fit the model's context.
     planner_window_chars: int = 48_000
     planner_window_messages: int = 40
-    # Start a fresh run (continue-as-new) after this many turns, well before the server's caps
-    # (50K events, 2,000 updates per run).
+    # A run stops accepting messages (they are refused with `ConversationRunFull`, to be retried
+    # against the next run) and continues as new after this many turns, or when its event history
+    # plus what its queued turns may add (`max_turn_bytes` and a bound on events per turn each)
+    # plus the state it will carry would pass these budgets, or when the server suggests it: well
+    # before the server's caps (50 MB and 51,200 events of history, 2,000 updates per run).
     max_turns_per_run: int = 200
+    max_history_bytes_per_run: int = 20_000_000
+    max_history_events_per_run: int = 20_000
+    # The answers of recent messages (this many, and this many bytes at most) are carried across
+    # continue-as-new, so a message retried with the same Update id after the run changed is
+    # answered, not run again.
+    remembered_answers: int = 200
+    remembered_answers_bytes: int = 256_000
     llm_timeout_seconds: float = 120.0
     # The LLM activity heartbeats while it waits: a dead worker's call is retried this soon.
     llm_heartbeat_timeout_seconds: float = 10.0
     llm_retry_initial_seconds: float = 1.0
     llm_retry_max_seconds: float = 30.0
     llm_max_attempts: int = 8
+    # All attempts of one planning call, retries and backoff included, end within this: a
+    # provider that keeps timing out costs the user this long, then the turn answers.
+    llm_deadline_seconds: float = 180.0
     local_tool_timeout_seconds: float = 10.0
     nexus_timeout_seconds: float = 20.0
     # Local tools are short and local: a local activity saves two round trips to the server.
     local_tools_as_local_activities: bool = True
+
+
+class AnsweredMessage(BaseModel):
+    """A message's Update id and the answer it got, remembered across continue-as-new."""
+
+    update_id: str
+    answer: str
 
 
 class AgentInput(BaseModel):
@@ -100,6 +133,8 @@ class AgentInput(BaseModel):
     # Older messages stay in the event histories of earlier runs; only the window the planner
     # needs is carried, so a run's input never grows with the conversation.
     earlier_messages: int = 0
+    # The newest answers, oldest first (at most `config.remembered_answers`).
+    answered: list[AnsweredMessage] = Field(default_factory=list)
 
 
 class AgentResult(BaseModel):
@@ -139,6 +174,18 @@ class PlanOutput(BaseModel):
     model: str
 
 
+class EndpointCheck(BaseModel):
+    """Input of `check_endpoints`: the Nexus endpoints a step is about to call."""
+
+    endpoints: list[str]
+
+
+class EndpointCheckResult(BaseModel):
+    """Output of `check_endpoints`: those of them that do not exist on the server."""
+
+    missing: list[str]
+
+
 class ToolRequest(BaseModel):
     """Input of `execute_tool`: a local tool's name and its validated JSON arguments."""
 
@@ -160,3 +207,17 @@ def cap_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n[... {len(text) - limit:,} more characters cut]"
+
+
+def utf8_size(text: str | None) -> int:
+    """The size of `text` in UTF-8 bytes, which is what payload limits count."""
+    return len(text.encode()) if text else 0
+
+
+def cap_bytes(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` UTF-8 bytes (never inside a character), with a note."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    kept = encoded[:limit].decode(errors="ignore")
+    return kept + f"\n[... {len(encoded) - len(kept.encode()):,} more bytes cut]"

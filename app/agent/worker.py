@@ -1,4 +1,4 @@
-"""The orchestrator worker's factory: the agent workflow with its LLM and local-tool activities.
+"""The orchestrator worker's factory: the agent workflow with its LLM, tool and endpoint activities.
 
 `orchestrator_worker.py`, the tests and the benchmark all build the worker here, so they run the
 same thing. Tests pass extra `Worker` options (a task queue of their own, test doubles); the
@@ -14,16 +14,17 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool, plan_next_action
+from app.agent.endpoints import check_endpoints
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
-    """The agent workflow with its LLM and local-tool activities."""
+    """The agent workflow with its LLM, local-tool and endpoint-check activities."""
     settings: dict[str, Any] = {
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],
-        "activities": [plan_next_action, execute_tool],
+        "activities": [plan_next_action, execute_tool, check_endpoints],
         # In-flight LLM calls get this long to finish when the worker is stopped.
         "graceful_shutdown_timeout": timedelta(seconds=30),
     }

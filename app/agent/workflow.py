@@ -3,48 +3,50 @@
 Each user message arrives as the Update `send_message` and runs one turn: a hand-written `while`
 loop that asks the LLM for the next action (`plan_next_action`), runs the tools it asks for (local
 tools through `execute_tool`, remote tools through Nexus endpoints, several at once when the LLM
-asks for several), feeds the results back, and stops when the LLM answers or the step bound is
-reached. The workflow keeps the conversation history itself; turns are served one at a time in
-arrival order; the run continues as new before its event history grows too large.
+asks for several), feeds the results back, and stops when the LLM answers or the turn reaches one
+of its bounds (steps, tool calls per step, bytes). The workflow keeps the conversation history
+itself; turns are served one at a time in arrival order. A run that is full (turns, history bytes
+or events, or the server's suggestion) refuses new messages with `ConversationRunFull`, answers
+the ones it accepted, and continues as new; senders retry against the new run with the same
+Update id, and the answers of recent Update ids are carried along so a retry is never run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
-
-    from app.agent.activities import execute_tool, plan_next_action
-    from app.agent.conversation import planner_window
+    from app.agent.activities import plan_next_action
+    from app.agent.conversation import plan_input_bytes, planner_window
     from app.agent.models import (
         AgentInput,
         AgentResult,
         AgentStatus,
+        AnsweredMessage,
         ConversationView,
         Message,
         PlanInput,
-        ToolCall,
-        ToolRequest,
-        cap_text,
+        utf8_size,
     )
-    from app.agent.tool_catalog import TOOLS, Tool
+    from app.agent.tool_runner import ToolRunner, TurnSpending, describe_call, timeout_type
     from app.core.errors import failure_message
     from app.core.names import AGENT_WORKFLOW_NAME
 
+# The error type of the validator's refusal when a run is full; senders retry it (same Update id).
+RUN_FULL = "ConversationRunFull"
 
-def validation_summary(err: ValidationError) -> str:
-    """A pydantic validation error in one line, without documentation links."""
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-        for e in err.errors(include_url=False)
-    )
+
+@dataclass(frozen=True)
+class LLMFailure:
+    """A planning call that failed for good, with the answer the user gets."""
+
+    answer: str
 
 
 @workflow.defn(name=AGENT_WORKFLOW_NAME)
@@ -57,34 +59,41 @@ class AgentWorkflow:
         self._history: list[Message] = list(input.history)
         self._earlier_messages = input.earlier_messages
         self._turns = input.turns_before_this_run
-        self._turns_this_run = 0
+        self._accepted_this_run = 0
+        self._pending_turns = 0
         self._ending = False
+        self._draining = False
+        self._answered = {record.update_id: record.answer for record in input.answered}
+        self._answered_bytes = sum(utf8_size(answer) for answer in self._answered.values())
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
-        # One Nexus client per endpoint, created once per run from the catalog's contracts.
-        self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
-            tool.route.endpoint: workflow.create_nexus_client(
-                service=tool.route.service, endpoint=tool.route.endpoint
-            )
-            for tool in TOOLS.values()
-            if tool.route is not None
-        }
+        self._tools = ToolRunner(self._config)
 
     @workflow.run
     async def run(self, input: AgentInput) -> AgentResult:
-        await workflow.wait_condition(lambda: self._ending or self._run_is_full())
-        # Queued and running turns finish first: their senders are waiting for the answers.
+        await workflow.wait_condition(lambda: self._ending or not self._has_room_for_a_turn())
+        # From here on the validator refuses new messages, so the queue drains; the turns already
+        # accepted finish first, because their senders are waiting for the answers.
+        self._draining = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
             carried = self._window()
-            workflow.logger.info("Continuing as new after %d turns", self._turns_this_run)
+            if plan_input_bytes(carried) > self._config.max_plan_input_bytes:
+                # The window always holds the newest turn; one that grew too large to plan is
+                # left behind, so the next run's input stays far below the payload limit.
+                carried = []
+            workflow.logger.info("Continuing as new after %d turns", self._accepted_this_run)
             workflow.continue_as_new(
                 AgentInput(
                     history=carried,
                     config=self._config,
                     turns_before_this_run=self._turns,
                     earlier_messages=self._earlier_messages + len(self._history) - len(carried),
+                    answered=[
+                        AnsweredMessage(update_id=update_id, answer=answer)
+                        for update_id, answer in self._answered.items()
+                    ],
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -92,18 +101,27 @@ class AgentWorkflow:
     @workflow.update
     async def send_message(self, message: str) -> str:
         """Run one turn for the user's message and return the agent's answer."""
+        recorded = self._recorded_answer()
+        if recorded is not None:
+            # The same Update id was answered in an earlier run: answer it again, run nothing.
+            return recorded
+        self._accepted_this_run += 1
+        self._pending_turns += 1
         self._status.queued_messages += 1
         async with self._turn_lock:
             self._status.queued_messages -= 1
             answer = await self._run_turn(message.strip())
+        self._pending_turns -= 1
         self._turns += 1
-        self._turns_this_run += 1
         self._status.turns = self._turns
+        self._remember(answer)
         return answer
 
     @send_message.validator
     def validate_message(self, message: str) -> None:
         """Reject a message before it is written to history."""
+        if self._recorded_answer() is not None:
+            return
         if self._ending:
             raise ValueError("this conversation has ended: start a new one")
         if not message.strip():
@@ -112,6 +130,13 @@ class AgentWorkflow:
             raise ValueError(
                 f"the message has {len(message):,} characters; "
                 f"the limit is {self._config.max_message_chars:,}"
+            )
+        if not self._has_room_for_a_turn():
+            raise ApplicationError(
+                "this conversation is moving to a fresh run (continue-as-new) after the messages "
+                "already queued: send the message again in a moment, with the same Update id",
+                type=RUN_FULL,
+                non_retryable=True,
             )
 
     @workflow.signal
@@ -132,140 +157,156 @@ class AgentWorkflow:
     def _window(self) -> list[Message]:
         config = self._config
         return planner_window(
-            self._history, config.planner_window_chars, config.planner_window_messages
+            self._history,
+            config.planner_window_chars,
+            config.planner_window_messages,
+            config.max_plan_input_bytes,
         )
 
-    def _run_is_full(self) -> bool:
-        return (
-            self._turns_this_run >= self._config.max_turns_per_run
-            or workflow.info().is_continue_as_new_suggested()
+    # ---- The run's bounds, and answers carried across runs ----
+
+    def _has_room_for_a_turn(self) -> bool:
+        """Whether this run can take one more turn and stay within all of its bounds."""
+        config = self._config
+        info = workflow.info()
+        if self._accepted_this_run == 0:
+            # Every run takes at least one turn, whatever the budgets: no continue-as-new loop.
+            return not self._draining
+        # What the accepted turns still to finish, and one more, may add at most; and the input
+        # of the next run (the planner's window and the answers on record).
+        turns_to_come = self._pending_turns + 1
+        carried = config.max_plan_input_bytes + config.remembered_answers_bytes
+        return not (
+            self._draining
+            or self._accepted_this_run >= config.max_turns_per_run
+            or info.get_current_history_size() + turns_to_come * config.max_turn_bytes + carried
+            > config.max_history_bytes_per_run
+            or info.get_current_history_length() + turns_to_come * self._events_per_turn()
+            > config.max_history_events_per_run
+            or info.is_continue_as_new_suggested()
         )
+
+    def _events_per_turn(self) -> int:
+        """A bound on the events one turn adds: per step, the planning call, its tools (three
+        events each at most) and the workflow tasks around them; then the Update's two."""
+        config = self._config
+        return 2 + config.max_steps_per_turn * (12 + 3 * config.max_tool_calls_per_step)
+
+    def _recorded_answer(self) -> str | None:
+        info = workflow.current_update_info()
+        return self._answered.get(info.id) if info is not None else None
+
+    def _remember(self, answer: str) -> None:
+        info = workflow.current_update_info()
+        if info is None:
+            return
+        self._answered[info.id] = answer
+        self._answered_bytes += utf8_size(answer)
+        config = self._config
+        while (
+            len(self._answered) > config.remembered_answers
+            or self._answered_bytes > config.remembered_answers_bytes
+        ):
+            oldest = next(iter(self._answered))
+            self._answered_bytes -= utf8_size(self._answered.pop(oldest))
+
+    # ---- One turn ----
 
     async def _run_turn(self, text: str) -> str:
         """The agent loop for one user message: plan, act, repeat until there is an answer."""
+        start = len(self._history)
         self._history.append(Message.user(text))
+        spent = TurnSpending(bytes=utf8_size(text))
         answer: str | None = None
-        steps = 0
-        while answer is None and steps < self._config.max_steps_per_turn:
-            steps += 1
-            reply = await self._plan_next_action()
-            self._history.append(reply)
-            if reply.tool_calls:
-                self._history.extend(await self._run_tools(reply.tool_calls))
+        while answer is None:
+            window = self._window()
+            size = plan_input_bytes(window)
+            stop = self._turn_limit_reached(spent, size)
+            if stop is not None:
+                self._history.append(Message.assistant(stop))
+                answer = stop
             else:
-                answer = reply.content or ""
-        if answer is None:
-            answer = (
-                f"I stopped after {steps} steps without reaching an answer. "
-                "Try asking for less at once, or rephrase the request."
-            )
-            self._history.append(Message.assistant(answer))
+                spent.steps += 1
+                spent.bytes += size
+                answer = await self._step(start, window, spent)
         self._set_status("idle")
         return answer
 
-    async def _plan_next_action(self) -> Message:
+    async def _step(self, start: int, window: list[Message], spent: TurnSpending) -> str | None:
+        """One planning call and what follows: the answer, or None once its tools have run."""
+        reply = await self._plan_next_action(window)
+        if isinstance(reply, LLMFailure):
+            return self._end_failed_turn(start, reply.answer)
+        self._history.append(reply)
+        if not reply.tool_calls:
+            return reply.content or ""
+        run, _ = self._tools.split(reply.tool_calls, spent)
+        self._set_status("calling_tools", f"calling {', '.join(map(describe_call, run))}")
+        self._history.extend(await self._tools.run(reply.tool_calls, spent))
+        return None
+
+    def _turn_limit_reached(self, spent: TurnSpending, next_plan_bytes: int) -> str | None:
+        """Why the turn must stop before planning again, as the answer the user reads, or None."""
+        config = self._config
+        if spent.steps >= config.max_steps_per_turn:
+            return (
+                f"I stopped after {spent.steps} steps without reaching an answer. "
+                "Try asking for less at once, or rephrase the request."
+            )
+        if (
+            next_plan_bytes > config.max_plan_input_bytes
+            or spent.bytes + next_plan_bytes > config.max_turn_bytes
+        ):
+            return (
+                f"I stopped: this turn grew too large to go on (its next planning step would "
+                f"carry {next_plan_bytes:,} bytes, and the turn has used {spent.bytes:,} bytes of "
+                f"its {config.max_turn_bytes:,}-byte budget). Try asking for less at once."
+            )
+        return None
+
+    def _end_failed_turn(self, start: int, answer: str) -> str:
+        """End a turn whose planning call failed: its partial steps are dropped, and the user
+        message and the answer are kept for the user but never sent to the LLM again."""
+        user_message = self._history[start].model_copy(update={"skip_in_planning": True})
+        failure = Message.assistant(answer).model_copy(update={"skip_in_planning": True})
+        self._history[start:] = [user_message, failure]
+        return answer
+
+    async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
         self._set_status("thinking")
-        window = self._window()
+        config = self._config
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
                 PlanInput(messages=window),
-                start_to_close_timeout=timedelta(seconds=self._config.llm_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=self._config.llm_heartbeat_timeout_seconds),
+                start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
+                # The whole planning step, retries included, ends within this deadline.
+                schedule_to_close_timeout=timedelta(seconds=config.llm_deadline_seconds),
+                heartbeat_timeout=timedelta(seconds=config.llm_heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=self._config.llm_retry_initial_seconds),
-                    maximum_interval=timedelta(seconds=self._config.llm_retry_max_seconds),
-                    maximum_attempts=self._config.llm_max_attempts,
+                    initial_interval=timedelta(seconds=config.llm_retry_initial_seconds),
+                    maximum_interval=timedelta(seconds=config.llm_retry_max_seconds),
+                    maximum_attempts=config.llm_max_attempts,
                 ),
             )
         except ActivityError as err:
             # The turn ends with an explanation; the conversation stays usable.
             workflow.logger.warning("plan_next_action failed: %s", failure_message(err))
-            return Message.assistant(
-                f"Sorry, I could not get an answer from the language model: {failure_message(err)}."
+            reason = failure_message(err)
+            if (
+                err.retry_state == RetryState.TIMEOUT
+                or timeout_type(err) == TimeoutType.SCHEDULE_TO_CLOSE
+            ):
+                reason = (
+                    f"it did not answer within {config.llm_deadline_seconds:g} seconds "
+                    f"(last error: {reason})"
+                )
+            return LLMFailure(
+                f"Sorry, I could not get an answer from the language model: {reason}."
             )
         self._status.model = plan.model
         return plan.message
 
-    async def _run_tools(self, calls: list[ToolCall]) -> list[Message]:
-        """Run every tool call of one step concurrently; results keep the calls' order."""
-        names = ", ".join(self._describe_call(call) for call in calls)
-        self._set_status("calling_tools", f"calling {names}")
-        return list(await asyncio.gather(*(self._run_tool(call) for call in calls)))
-
-    def _describe_call(self, call: ToolCall) -> str:
-        tool = TOOLS.get(call.name)
-        if tool is not None and tool.route is not None:
-            return f"{call.name} via {tool.route.endpoint}"
-        return call.name
-
-    async def _run_tool(self, call: ToolCall) -> Message:
-        """One tool call; any failure becomes a tool result the LLM can read and act on."""
-        tool = TOOLS.get(call.name)
-        if tool is None:
-            content = f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
-        else:
-            try:
-                args = tool.input_model.model_validate_json(call.arguments or "{}")
-            except ValidationError as err:
-                content = f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
-            else:
-                if tool.route is None:
-                    content = await self._run_local_tool(tool, args)
-                else:
-                    content = await self._run_nexus_tool(tool, args)
-        return Message.tool_result(call, content)
-
-    async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
-        request = ToolRequest(
-            name=tool.name,
-            arguments=args.model_dump_json(),
-            max_result_chars=self._config.max_tool_result_chars,
-        )
-        timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
-        retry = RetryPolicy(maximum_attempts=3)
-        try:
-            if self._config.local_tools_as_local_activities:
-                result = await workflow.execute_local_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
-                )
-            else:
-                result = await workflow.execute_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
-                )
-        except ActivityError as err:
-            return f"Error: the {tool.name} tool failed: {failure_message(err)}"
-        return result.content
-
-    async def _run_nexus_tool(self, tool: Tool, args: BaseModel) -> str:
-        assert tool.route is not None
-        timeout = self._config.nexus_timeout_seconds
-        try:
-            output = await self._nexus_clients[tool.route.endpoint].execute_operation(
-                tool.route.operation,
-                args,
-                schedule_to_close_timeout=timedelta(seconds=timeout),
-            )
-        except NexusOperationError as err:
-            if _caused_by_timeout(err):
-                return (
-                    f"Error: the {tool.name} tool is unavailable: {tool.route.endpoint} did not "
-                    f"answer within {timeout:g} seconds."
-                )
-            return f"Error: the {tool.name} tool failed: {failure_message(err)}"
-        content = output.model_dump_json() if isinstance(output, BaseModel) else str(output)
-        # Local tools cap their results inside the activity; remote ones are capped here.
-        return cap_text(content, self._config.max_tool_result_chars)
-
     def _set_status(self, state: str, detail: str = "") -> None:
         self._status.state = state  # type: ignore[assignment]
         self._status.detail = detail or {"thinking": "thinking", "idle": ""}.get(state, "")
-
-
-def _caused_by_timeout(err: BaseException) -> bool:
-    current: BaseException | None = err
-    while current is not None:
-        if isinstance(current, TimeoutError):
-            return True
-        current = current.__cause__
-    return False

