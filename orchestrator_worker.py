@@ -3,7 +3,9 @@
 Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
 (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
 server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) from the
-environment or `.env`. Ctrl-C lets in-flight LLM calls finish before it stops.
+environment or `.env`, and the budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`).
+It refuses to start in a namespace without the agent's search attributes (`python -m
+app.core.setup` registers them). Ctrl-C lets in-flight LLM calls finish before it stops.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import logging
 
 from temporalio.client import Client
 
-from app.agent.llm_client import ModelChoice, choose_model, litellm_module
+from app.agent.llm_client import BudgetSettings, ModelChoice, choose_model, litellm_module
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
+from app.core.setup import search_attribute_problem
 from app.core.worker_runner import configure_logging, run_until_stopped
 
 
@@ -25,16 +28,29 @@ def warm_up() -> ModelChoice:
     # choose_model() alone skips the import for offline models and explicit keys; the first
     # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
     litellm_module()
-    return choose_model()
+    choice = choose_model()
+    if choice.is_offline:
+        from app.agent.offline_model import load_tokenizer
+
+        load_tokenizer()
+    return choice
 
 
 async def main(client: Client | None = None) -> None:
     configure_logging()
+    try:
+        budget = BudgetSettings.from_env()
+    except ValueError as err:
+        raise SystemExit(f"orchestrator worker: {err}") from None
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR.namespace)
+    if (problem := await search_attribute_problem(client)) is not None:
+        raise SystemExit(f"orchestrator worker: {problem}")
     worker = orchestrator_worker(client)
-    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
+    log = logging.getLogger(__name__)
+    log.info("Model: %s", (await warming_up).describe())
+    log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
     await run_until_stopped(worker, "Orchestrator worker")
 
 

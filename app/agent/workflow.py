@@ -5,7 +5,9 @@ loop that asks the LLM for the next action (`plan_next_action`), runs the tools 
 tools through `execute_tool`, remote tools through Nexus endpoints, several at once when the LLM
 asks for several), feeds the results back, and stops when the LLM answers or the step bound is
 reached. The workflow keeps the conversation history itself; turns are served one at a time in
-arrival order; the run continues as new before its event history grows too large.
+arrival order; the run continues as new before its event history grows too large. It also counts
+what each turn cost (tokens and dollars, `get_usage`), publishes the totals as search attributes,
+and stops calling the LLM when the conversation's budget is spent.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ with workflow.unsafe.imports_passed_through():
         ConversationView,
         Message,
         PlanInput,
+        PlanOutput,
         ToolCall,
         ToolRequest,
         cap_text,
     )
     from app.agent.tool_catalog import TOOLS, Tool
+    from app.agent.usage import ConversationUsage, TurnUsage, budget_refusal
     from app.core.errors import failure_message
-    from app.core.names import AGENT_WORKFLOW_NAME
+    from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, AGENT_WORKFLOW_NAME
 
 
 def validation_summary(err: ValidationError) -> str:
@@ -62,6 +66,9 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
+        self._usage: ConversationUsage = input.usage
+        self._turn_usage: TurnUsage | None = None  # the turn in progress
+        self._turn_started = workflow.now()
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -85,6 +92,7 @@ class AgentWorkflow:
                     config=self._config,
                     turns_before_this_run=self._turns,
                     earlier_messages=self._earlier_messages + len(self._history) - len(carried),
+                    usage=self._usage,
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -95,7 +103,9 @@ class AgentWorkflow:
         self._status.queued_messages += 1
         async with self._turn_lock:
             self._status.queued_messages -= 1
+            self._begin_turn_usage()
             answer = await self._run_turn(message.strip())
+            self._end_turn_usage()
         self._turns += 1
         self._turns_this_run += 1
         self._status.turns = self._turns
@@ -128,6 +138,11 @@ class AgentWorkflow:
     def get_status(self) -> AgentStatus:
         """What the agent is doing right now."""
         return self._status
+
+    @workflow.query
+    def get_usage(self) -> ConversationUsage:
+        """Tokens and cost: the recent turns one by one, and the whole conversation so far."""
+        return self._usage
 
     def _window(self) -> list[Message]:
         config = self._config
@@ -164,12 +179,14 @@ class AgentWorkflow:
         return answer
 
     async def _plan_next_action(self) -> Message:
+        if (refusal := self._budget_refusal()) is not None:
+            return Message.assistant(refusal)
         self._set_status("thinking")
         window = self._window()
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                PlanInput(messages=window),
+                PlanInput(messages=window, spent=self._usage.total),
                 start_to_close_timeout=timedelta(seconds=self._config.llm_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=self._config.llm_heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(
@@ -185,7 +202,50 @@ class AgentWorkflow:
                 f"Sorry, I could not get an answer from the language model: {failure_message(err)}."
             )
         self._status.model = plan.model
+        if not plan.budget_exhausted:
+            self._count_call(plan)
         return plan.message
+
+    # ---- Usage and budget ----
+
+    def _budget_refusal(self) -> str | None:
+        """Why this conversation's own budget (AgentConfig) allows no further LLM call."""
+        return budget_refusal(
+            self._usage.total,
+            self._config.max_total_tokens,
+            self._config.max_cost_usd,
+            settings=("AgentConfig.max_total_tokens", "AgentConfig.max_cost_usd"),
+            how_to_raise="To go on, start a new conversation (/new) with a higher {setting}.",
+        )
+
+    def _count_call(self, plan: PlanOutput) -> None:
+        self._usage.total.add(plan.usage)
+        if self._turn_usage is not None:
+            self._turn_usage.usage.add(plan.usage)
+
+    def _begin_turn_usage(self) -> None:
+        update = workflow.current_update_info()
+        self._turn_usage = TurnUsage(
+            turn=self._turns + 1,
+            update_id=update.id if update else None,
+        )
+        self._turn_started = workflow.now()
+
+    def _end_turn_usage(self) -> None:
+        """Record the finished turn and publish the totals as search attributes."""
+        turn, self._turn_usage = self._turn_usage, None
+        assert turn is not None
+        # Workflow time (deterministic): from the turn's start to its answer.
+        turn.seconds = round((workflow.now() - self._turn_started).total_seconds(), 3)
+        self._usage.record(turn)
+        total = self._usage.total
+        workflow.upsert_search_attributes(
+            [
+                AGENT_TURNS.value_set(turn.turn),
+                AGENT_TOKENS.value_set(total.total_tokens),
+                AGENT_COST_USD.value_set(total.cost_usd),
+            ]
+        )
 
     async def _run_tools(self, calls: list[ToolCall]) -> list[Message]:
         """Run every tool call of one step concurrently; results keep the calls' order."""
