@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
+from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
     ConversationClosed,
@@ -41,16 +42,7 @@ from app.cli.retries import (
     silent_workflow_hint,
     slow_acceptance_hint,
 )
-from app.cli.terminal import (
-    Terminal,
-    format_history,
-    format_usage,
-    indent_answer,
-    status_text,
-    turn_usage_line,
-    workflow_link,
-)
-from app.core.connection import one_line
+from app.cli.terminal import Terminal, indent_answer, status_text, workflow_link
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
@@ -62,7 +54,6 @@ PLAIN_STATUS_POLL_SECONDS = 1.0
 # An Update waits for a worker forever; after this long we tell the user why.
 ACCEPT_HINT_SECONDS = 10.0
 SILENT_WORKER_HINT_SECONDS = 10.0
-QUERY_TIMEOUT = timedelta(seconds=2)
 ECHO_LIMIT = 500
 
 HELP = """Type a message and press Enter. Commands:
@@ -242,45 +233,15 @@ class ChatSession:
             return
         self.terminal.say(indent_answer("Agent: ", answer))
         if self.terminal.interactive:
-            await self._show_turn_usage(update_id, time.monotonic() - started)
+            await show_turn_usage(self.terminal, self.handle, update_id, time.monotonic() - started)
 
     async def show_history(self) -> None:
         """Print the conversation from the workflow's `get_history` query."""
-        try:
-            view = await self.handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
-        except Exception as err:  # a query fails in several ways; all mean "not now"
-            self.terminal.error(
-                f"Error: cannot read the history of {self.conversation_id}: "
-                f"{one_line(failure_message(err), 160)} (is the orchestrator worker running?)"
-            )
-            return
-        self.terminal.say(f"History of {self.conversation_id}:")
-        for line in format_history(view.messages, view.earlier_messages):
-            self.terminal.say(line)
+        await show_history(self.terminal, self.handle)
 
     async def show_usage(self) -> None:
         """Print the conversation's tokens and cost from the workflow's `get_usage` query."""
-        try:
-            usage = await self.handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
-        except Exception as err:  # a query fails in several ways; all mean "not now"
-            self.terminal.error(
-                f"Error: cannot read the usage of {self.conversation_id}: "
-                f"{one_line(failure_message(err), 160)} (is the orchestrator worker running?)"
-            )
-            return
-        self.terminal.say(f"Usage of {self.conversation_id}:")
-        for line in format_usage(usage):
-            self.terminal.say(line)
-
-    async def _show_turn_usage(self, update_id: str, seconds: float) -> None:
-        """One dim line under the answer: what this turn used, and how long it took."""
-        try:
-            usage = await self.handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
-        except Exception:  # the answer is what matters; /usage can say more later
-            return
-        turn = usage.turn_for_update(update_id)
-        if turn is not None:
-            self.terminal.note(turn_usage_line(turn, seconds))
+        await show_usage(self.terminal, self.handle)
 
     async def end(self) -> None:
         """Ask the workflow to end the conversation once its answered turns are done."""

@@ -1,7 +1,7 @@
 """The user's side of the chat: lines in, the transcript out, and how things are rendered.
 
-On a terminal the chat shows a prompt, a progress line redrawn in place and a dim usage line
-after each answer; with piped input or output it prints plain `You:` / `Agent:` lines and nothing
+On a terminal the chat shows a prompt, a progress line redrawn in place and dim notes (each
+turn's usage); with piped input or output it prints plain `You:` / `Agent:` lines and nothing
 else on stdout, so scripts can read it.
 Errors and hints always go to stderr, one line each.
 """
@@ -20,7 +20,6 @@ from typing import Any, TextIO, TypeVar
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from app.agent.models import AgentStatus, Message
-from app.agent.usage import ConversationUsage, TurnUsage
 from app.core.connection import is_local, one_line, split_address
 
 T = TypeVar("T")
@@ -110,24 +109,6 @@ def format_history(messages: list[Message], earlier_messages: int) -> list[str]:
                 lines.extend(indent_answer("Agent: ", message.content).splitlines())
     if not messages:
         lines.append("(no messages yet)")
-    return lines
-
-
-def turn_usage_line(turn: TurnUsage, seconds: float) -> str:
-    """What one turn used, as the line under its answer: tokens, cost, calls, wall time."""
-    return f"{turn.usage.summary()} · {seconds:.1f} s"
-
-
-def format_usage(usage: ConversationUsage) -> list[str]:
-    """The `/usage` report: the conversation's totals, then its recent turns."""
-    total = usage.total
-    turns = usage.earlier_turns + len(usage.turns)
-    lines = [f"  total: {total.summary()} in {turns} {'turn' if turns == 1 else 'turns'}"]
-    if usage.earlier_turns:
-        lines.append(f"  ({usage.earlier_turns:,} earlier turns are counted in the total only)")
-    lines += [
-        f"  turn {turn.turn}: {turn.usage.summary()} · {turn.seconds:.1f} s" for turn in usage.turns
-    ]
     return lines
 
 
