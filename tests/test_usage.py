@@ -37,8 +37,13 @@ from app.agent.workflow import AgentWorkflow
 from app.cli.session import ChatSession
 from app.cli.terminal import Terminal
 from app.core.dev_server import find_binary
-from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS
-from app.core.setup import ensure_search_attributes, missing_search_attributes
+from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, PROJECT_ROOT
+from app.core.setup import (
+    ensure_search_attributes,
+    missing_search_attributes,
+    search_attribute_cli_commands,
+    tcld_command,
+)
 from tests.doubles import AgentHarness, ScriptedLLM, asks, call, real_agent, send
 from tests.doubles import tools_then_answer as scripted_tools_then_answer
 from tests.fake_providers import (
@@ -375,6 +380,32 @@ async def test_a_terminal_shows_each_turns_usage_and_usage_shows_the_totals(
 
 
 # ---- Search attributes missing from the namespace ----
+
+
+def test_the_readme_gives_the_search_attribute_commands_setup_uses():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for command in [*search_attribute_cli_commands(), tcld_command()]:
+        assert command in readme
+
+
+async def test_the_search_attribute_cli_commands_register_them_on_a_bare_dev_server():
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=find_binary("temporal"))
+    temporal = find_binary("temporal")
+    assert temporal is not None
+    address = env.client.service_client.config.target_host
+    try:
+        for command in search_attribute_cli_commands() * 2:  # twice: idempotent here
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [temporal, *command.split()[1:], "--address", address],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert result.returncode == 0, result.stderr
+        assert await missing_search_attributes(env.client) == []
+    finally:
+        await env.shutdown()
 
 
 async def test_the_orchestrator_worker_refuses_a_namespace_without_the_search_attributes():

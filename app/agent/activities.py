@@ -4,6 +4,8 @@ All I/O of the agent loop lives here, outside the deterministic workflow. `plan_
 makes one LiteLLM call with native tool calling and no LiteLLM retries: Temporal's retry policy
 owns retries, so every attempt is visible in the event history. Provider errors that cannot
 succeed on a retry become non-retryable `ApplicationError`s whose message the user can act on.
+Each call reports its usage and price; when the operator's budget is spent, `plan_next_action`
+answers without calling the provider.
 """
 
 from __future__ import annotations

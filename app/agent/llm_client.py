@@ -4,7 +4,9 @@ Switching models is one line: edit `DEFAULT_MODEL`, or set `LLM_MODEL` in the en
 `.env` to any LiteLLM model string (`gpt-4o-mini`, `anthropic/claude-...`, `gemini/...`,
 `ollama_chat/...`). When the chosen model has no credentials, the deterministic offline model
 answers instead, so the sample runs on a machine with no key and no network. Provider settings
-and keys are read here, inside the worker, and never travel through Temporal.
+and keys are read here, inside the worker, and never travel through Temporal; so is the
+operator's budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`). Each response's
+usage is priced here with LiteLLM's local cost map.
 """
 
 from __future__ import annotations

@@ -33,14 +33,18 @@ from app.core.names import AGENT_SEARCH_ATTRIBUTES, NEXUS_DEPLOYMENTS, ORCHESTRA
 RETENTION_DAYS = 3
 
 
-def cli_commands() -> list[str]:
-    """The same setup as `temporal` CLI commands (they fail if the thing already exists)."""
-    commands = [
+def search_attribute_cli_commands() -> list[str]:
+    """The search attributes as `temporal` CLI commands (the dev server accepts them twice)."""
+    return [
         f"temporal operator search-attribute create --namespace {ORCHESTRATOR.namespace} "
         f"--name {key.name} --type {search_attribute_type(key)}"
         for key in AGENT_SEARCH_ATTRIBUTES
     ]
-    commands += [
+
+
+def cli_commands() -> list[str]:
+    """The Nexus setup as `temporal` CLI commands (they fail if the thing already exists)."""
+    commands = [
         f"temporal operator namespace create --namespace {ns} --retention {RETENTION_DAYS}d"
         for ns in team_namespaces()
     ]
