@@ -2,48 +2,43 @@
 
 Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
 (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
-server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) from the
-environment or `.env`. It refuses to start, with one line saying what to run, when the Nexus
-endpoints its tools route to do not exist. Ctrl-C lets in-flight LLM calls finish before it stops.
+server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) and the
+budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`) from the environment or `.env`.
+It refuses to start, with one line saying what to run, when the Nexus endpoints its tools route to
+or the agent's search attributes are missing. Ctrl-C lets in-flight LLM calls finish before it
+stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
 from temporalio.client import Client
 
-from app.agent.endpoints import EndpointsMissing, require_endpoints
-from app.agent.llm_client import ModelChoice, choose_model, litellm_module
-from app.agent.worker import orchestrator_worker
+from app.agent.llm_client import BudgetSettings
+from app.agent.worker import orchestrator_worker, startup_problem, warm_up
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped
 
 
-def warm_up() -> ModelChoice:
-    """Import LiteLLM and choose the model, before the first LLM call needs them."""
-    # choose_model() alone skips the import for offline models and explicit keys; the first
-    # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
-    litellm_module()
-    return choose_model()
-
-
 async def main(client: Client | None = None) -> None:
     configure_logging()
+    try:
+        budget = BudgetSettings.from_env()
+    except ValueError as err:
+        raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
     client = client or await connect(ORCHESTRATOR.namespace)
     # Checked before LiteLLM's import starts, so a worker that cannot serve exits at once.
-    try:
-        await require_endpoints(client)
-    except EndpointsMissing as err:
-        print(f"{ORCHESTRATOR.name}: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    if (problem := await startup_problem(client)) is not None:
+        raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
     # Importing LiteLLM takes seconds: pay it now, off the event loop, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     worker = orchestrator_worker(client)
-    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
+    log = logging.getLogger(__name__)
+    log.info("Model: %s", (await warming_up).describe())
+    log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
     await run_until_stopped(worker, "Orchestrator worker")
 
 

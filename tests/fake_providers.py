@@ -167,6 +167,10 @@ class OpenAIWire:
     model: str = "openai/gpt-test"
     key_variable: str = "OPENAI_API_KEY"
     paths: tuple[str, ...] = ("/v1/chat/completions",)
+    # The `usage` every reply reports: prompt and completion tokens, and cached prompt tokens.
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+    cached_tokens: int = 0
 
     def api_base(self, url: str) -> str:
         # Like https://api.openai.com/v1: LiteLLM appends /chat/completions.
@@ -180,7 +184,12 @@ class OpenAIWire:
                 "created": 1_700_000_000,
                 "model": model or self.model.removeprefix("openai/"),
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                "usage": {
+                    "prompt_tokens": self.prompt_tokens,
+                    "completion_tokens": self.completion_tokens,
+                    "total_tokens": self.prompt_tokens + self.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+                },
             }
         )
 

@@ -22,6 +22,7 @@ from app.agent.activities import SYSTEM_PROMPT, plan_next_action
 from app.agent.llm_client import litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 from app.agent.tool_catalog import TOOLS, tool_schemas
+from app.agent.usage import LLMUsage
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import history, real_agent, send
 from tests.fake_providers import (
@@ -77,8 +78,11 @@ async def test_one_turn_through_plan_next_action_speaks_the_wire_format(
         ToolCall(id="call_calc", name="calculator", arguments='{"expression": "15 * 23"}'),
         ToolCall(id="call_stock", name="stock_price", arguments='{"ticker": "AAPL"}'),
     ]
+    # The fakes report 10 prompt and 5 completion tokens; LiteLLM has no price for their models.
     assert second == PlanOutput(
-        message=Message.assistant(f"call_calc=345 | call_stock={quote}"), model=wire.model
+        message=Message.assistant(f"call_calc=345 | call_stock={quote}"),
+        model=wire.model,
+        usage=LLMUsage(prompt_tokens=10, completion_tokens=5, cost_usd=None),
     )
     # What the provider received: the right endpoint and key, our system prompt, every tool of
     # the catalog with its JSON schema, and the tool results under the ids of their calls.
@@ -249,7 +253,9 @@ async def test_a_fallback_model_answers_when_the_main_model_fails(
 
     expected = "gpt-primary" if primary_status is None else "gpt-backup"
     assert output == PlanOutput(
-        message=Message.assistant(f"{expected} answers"), model=f"openai/{expected}"
+        message=Message.assistant(f"{expected} answers"),
+        model=f"openai/{expected}",
+        usage=LLMUsage(prompt_tokens=10, completion_tokens=5, cost_usd=None),
     )
     # One request per model: LiteLLM falls back without retrying (num_retries=0).
     tried = ["gpt-primary"] if primary_status is None else ["gpt-primary", "gpt-backup"]

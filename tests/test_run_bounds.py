@@ -228,7 +228,8 @@ async def test_a_run_continues_as_new_when_the_server_suggests_it(
     assert answers == [f"answer to m{i}" for i in range(12)]
     # Nothing but the suggestion ended these runs: far from 200 turns, 20 MB or 20,000 events.
     assert len(runs) >= 3
-    assert all(run.events < 80 for run in runs)
+    # (Suggested at 40 events; a loaded machine splits turns into more workflow tasks.)
+    assert all(run.events < 160 for run in runs)
     assert sum(run.accepted for run in runs) == 12
 
 

@@ -4,6 +4,8 @@ All I/O of the agent loop lives here, outside the deterministic workflow. `plan_
 makes one LiteLLM call with native tool calling and no LiteLLM retries: Temporal's retry policy
 owns retries, so every attempt is visible in the event history. Provider errors that cannot
 succeed on a retry become non-retryable `ApplicationError`s whose message the user can act on.
+Each call reports its usage and price; when the operator's budget is spent, `plan_next_action`
+answers without calling the provider.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.agent.llm_client import LLMSettings, complete, litellm_module, redact
+from app.agent.llm_client import (
+    BudgetSettings,
+    LLMSettings,
+    complete,
+    litellm_module,
+    redact,
+    response_usage,
+)
 from app.agent.models import (
     Message,
     PlanInput,
@@ -158,6 +167,10 @@ async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
 async def plan_next_action(input: PlanInput) -> PlanOutput:
     """Ask the LLM for the next step: tool calls to run, or the answer to the user."""
     settings = LLMSettings.from_env()
+    if (refusal := worker_budget_refusal(input)) is not None:
+        return PlanOutput(
+            message=Message.assistant(refusal), model=settings.model, budget_exhausted=True
+        )
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
@@ -187,8 +200,19 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     if not calls and not content:
         raise ApplicationError("the LLM returned an empty answer", type="LLMEmptyAnswer")
     return PlanOutput(
-        message=Message(role="assistant", content=content, tool_calls=calls), model=model
+        message=Message(role="assistant", content=content, tool_calls=calls),
+        model=model,
+        usage=response_usage(response, model),
     )
+
+
+def worker_budget_refusal(input: PlanInput) -> str | None:
+    """Why the operator's budget (AGENT_MAX_*) allows no further call, or None if it does."""
+    try:
+        budget = BudgetSettings.from_env()
+    except ValueError as err:
+        raise ApplicationError(str(err), type="BadBudgetSetting", non_retryable=True) from None
+    return budget.refusal(input.spent)
 
 
 def run_local_tool(name: str, arguments_json: str) -> str:

@@ -4,7 +4,9 @@ Switching models is one line: edit `DEFAULT_MODEL`, or set `LLM_MODEL` in the en
 `.env` to any LiteLLM model string (`gpt-4o-mini`, `anthropic/claude-...`, `gemini/...`,
 `ollama_chat/...`). When the chosen model has no credentials, the deterministic offline model
 answers instead, so the sample runs on a machine with no key and no network. Provider settings
-and keys are read here, inside the worker, and never travel through Temporal.
+and keys are read here, inside the worker, and never travel through Temporal; so is the
+operator's budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`). Each response's
+usage is priced here with LiteLLM's local cost map.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from app.agent.usage import LLMUsage, UsageTotals, budget_refusal
 from app.core.config import load_env
 
 if TYPE_CHECKING:
@@ -156,6 +159,81 @@ async def complete(
     models = [model, *settings.fallbacks]
     attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
     return response, models[attempted] if attempted < len(models) else model
+
+
+def response_usage(response: ModelResponse, model: str) -> LLMUsage:
+    """The call's token counts, and its cost from LiteLLM's cost map (None if it has no price)."""
+    usage = getattr(response, "usage", None)
+    if usage is None:  # the provider did not say: nothing is known, not even the cost
+        return LLMUsage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    try:
+        # LiteLLM prices the model the provider says answered (`response.model`), with the
+        # provider of `model`, the model that answered after any fallbacks.
+        cost: float | None = float(
+            litellm_module().completion_cost(completion_response=response, model=model)
+        )
+    except Exception:  # "This model isn't mapped yet": LiteLLM has no price for it
+        cost = None
+    return LLMUsage(
+        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        cached_tokens=getattr(details, "cached_tokens", 0) or 0,
+        cost_usd=cost,
+    )
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The operator's budget per conversation, from the orchestrator worker's environment.
+
+    Read by the worker at each LLM call, like the model, so nobody who starts or chats in a
+    conversation can change it; raising it takes effect at the next message.
+    """
+
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    @classmethod
+    def from_env(cls) -> BudgetSettings:
+        """AGENT_MAX_TOKENS and AGENT_MAX_COST_USD (unset or empty: no limit); ValueError if bad."""
+        load_env()
+        tokens = os.environ.get("AGENT_MAX_TOKENS", "").strip()
+        cost = os.environ.get("AGENT_MAX_COST_USD", "").strip()
+        try:
+            max_tokens = int(tokens.replace("_", "")) if tokens else None
+        except ValueError:
+            max_tokens = -1
+        try:
+            max_cost = float(cost.removeprefix("$")) if cost else None
+        except ValueError:
+            max_cost = -1.0
+        if max_tokens is not None and max_tokens < 0:
+            raise ValueError(f"AGENT_MAX_TOKENS must be a whole number of tokens, not {tokens!r}")
+        if max_cost is not None and not max_cost >= 0:  # also refuses nan
+            raise ValueError(f"AGENT_MAX_COST_USD must be an amount in US dollars, not {cost!r}")
+        return cls(max_tokens, max_cost)
+
+    def describe(self) -> str:
+        limits = []
+        if self.max_total_tokens is not None:
+            limits.append(f"{self.max_total_tokens:,} tokens")
+        if self.max_cost_usd is not None:
+            limits.append(f"${self.max_cost_usd:g}")
+        return " or ".join(limits) + " per conversation" if limits else "no limit"
+
+    def refusal(self, spent: UsageTotals) -> str | None:
+        """None while this budget allows another call, else the answer that explains why not."""
+        return budget_refusal(
+            spent,
+            self.max_total_tokens,
+            self.max_cost_usd,
+            settings=("AGENT_MAX_TOKENS", "AGENT_MAX_COST_USD"),
+            how_to_raise=(
+                "To go on, raise {setting} (or unset it) where the orchestrator worker runs and "
+                "restart the worker, or start a new conversation with /new."
+            ),
+        )
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

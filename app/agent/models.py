@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.agent.usage import ConversationUsage, LLMUsage, UsageTotals
+
 
 class ToolCall(BaseModel):
     """A tool the model asked for, with its arguments as the JSON text the model wrote."""
@@ -115,6 +117,10 @@ class AgentConfig(BaseModel):
     nexus_timeout_seconds: float = 20.0
     # Local tools are short and local: a local activity saves two round trips to the server.
     local_tools_as_local_activities: bool = True
+    # This conversation's budget (None: no limit), checked before each LLM call. The operator's
+    # AGENT_MAX_TOKENS / AGENT_MAX_COST_USD, read by the orchestrator worker, apply as well.
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
 
 
 class AnsweredMessage(BaseModel):
@@ -135,6 +141,8 @@ class AgentInput(BaseModel):
     earlier_messages: int = 0
     # The newest answers, oldest first (at most `config.remembered_answers`).
     answered: list[AnsweredMessage] = Field(default_factory=list)
+    # Tokens and cost so far: budgets and search attributes count the whole conversation.
+    usage: ConversationUsage = Field(default_factory=ConversationUsage)
 
 
 class AgentResult(BaseModel):
@@ -165,6 +173,8 @@ class PlanInput(BaseModel):
     """Input of `plan_next_action`: the window of the conversation the LLM should see."""
 
     messages: list[Message]
+    # What the conversation has used so far, for the worker's budget (AGENT_MAX_*).
+    spent: UsageTotals = Field(default_factory=UsageTotals)
 
 
 class PlanOutput(BaseModel):
@@ -172,6 +182,9 @@ class PlanOutput(BaseModel):
 
     message: Message
     model: str
+    usage: LLMUsage = Field(default_factory=LLMUsage)
+    # True when the worker's budget was spent: no LLM was called, `message` says why.
+    budget_exhausted: bool = False
 
 
 class EndpointCheck(BaseModel):

@@ -5,8 +5,10 @@ It lets the sample run with no API key and no network, and it goes through exact
 the `tools=` list, and answers either with tool calls or with text. It understands the README's
 example requests (arithmetic, echo, IP address, stock prices, ROI, Jira metrics), asks for several
 tools at once when a message asks for several things, and writes the final answer from the tool
-results. Anything else gets an honest answer about what it is and what it can do.
-`OFFLINE_MODEL_LATENCY_MS` adds a fixed delay per call, for benchmarks and crash tests.
+results. Anything else gets an honest answer about what it is and what it can do. It reports
+realistic token counts (LiteLLM's `token_counter`) and costs nothing (its price in LiteLLM's
+model table is 0). `OFFLINE_MODEL_LATENCY_MS` adds a fixed delay per call, for benchmarks and
+crash tests.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from litellm import CustomLLM
+from litellm import CustomLLM, token_counter
 from litellm.types.utils import (
     ChatCompletionMessageToolCall,
     Choices,
@@ -192,6 +194,28 @@ def offline_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Offli
     return plan_for_user_message(str(last.get("content") or ""), tool_names)
 
 
+def _usage(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]], reply: OfflineReply
+) -> Usage:
+    """Tokens as a real model would count them: the prompt with the tools, and the reply."""
+    tool_params: Any = tools or None
+    prompt = token_counter(model=_TOKENIZER_MODEL, messages=messages, tools=tool_params)
+    written = reply.text or json.dumps(reply.tool_calls)
+    completion = token_counter(model=_TOKENIZER_MODEL, text=written, count_response_tokens=True)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+# Any model LiteLLM tokenizes with tiktoken's bundled encoding (no download).
+_TOKENIZER_MODEL = "gpt-4o-mini"
+
+
+def load_tokenizer() -> None:
+    """Load the tokenizer now (about a second), rather than in the first offline call."""
+    token_counter(model=_TOKENIZER_MODEL, text="")
+
+
 class OfflineAgentLLM(CustomLLM):
     """LiteLLM custom provider that answers with `offline_reply`."""
 
@@ -223,7 +247,7 @@ class OfflineAgentLLM(CustomLLM):
                     message=message,
                 )
             ],
-            usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
+            usage=_usage(messages, tools, reply),
         )
 
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]

@@ -14,9 +14,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool, plan_next_action
-from app.agent.endpoints import check_endpoints
+from app.agent.endpoints import EndpointsMissing, check_endpoints, require_endpoints
+from app.agent.llm_client import ModelChoice, choose_model, litellm_module
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
+from app.core.setup import search_attribute_problem
 
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
@@ -29,3 +31,27 @@ def orchestrator_worker(client: Client, **options: Any) -> Worker:
         "graceful_shutdown_timeout": timedelta(seconds=30),
     }
     return Worker(client, **(settings | options))
+
+
+async def startup_problem(client: Client) -> str | None:
+    """Why this worker cannot serve its namespace (missing endpoints or search attributes)."""
+    if (problem := await search_attribute_problem(client)) is not None:
+        return problem
+    try:
+        await require_endpoints(client)
+    except EndpointsMissing as err:
+        return str(err)
+    return None
+
+
+def warm_up() -> ModelChoice:
+    """Import LiteLLM and choose the model, before the first LLM call needs them."""
+    # choose_model() alone skips the import for offline models and explicit keys; the first
+    # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
+    litellm_module()
+    choice = choose_model()
+    if choice.is_offline:
+        from app.agent.offline_model import load_tokenizer
+
+        load_tokenizer()
+    return choice

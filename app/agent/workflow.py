@@ -9,6 +9,8 @@ itself; turns are served one at a time in arrival order. A run that is full (tur
 or events, or the server's suggestion) refuses new messages with `ConversationRunFull`, answers
 the ones it accepted, and continues as new; senders retry against the new run with the same
 Update id, and the answers of recent Update ids are carried along so a retry is never run twice.
+It also counts what each turn cost (tokens and dollars, `get_usage`), publishes the totals as
+search attributes, and stops calling the LLM when the conversation's budget is spent.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ with workflow.unsafe.imports_passed_through():
         ConversationView,
         Message,
         PlanInput,
+        PlanOutput,
         utf8_size,
     )
     from app.agent.tool_runner import ToolRunner, TurnSpending, describe_call, timeout_type
+    from app.agent.usage import ConversationUsage, TurnUsage, budget_refusal
     from app.core.errors import failure_message
-    from app.core.names import AGENT_WORKFLOW_NAME
+    from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, AGENT_WORKFLOW_NAME
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
@@ -69,6 +73,9 @@ class AgentWorkflow:
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
         self._tools = ToolRunner(self._config)
+        self._usage: ConversationUsage = input.usage
+        self._turn_usage: TurnUsage | None = None  # the turn in progress
+        self._turn_started = workflow.now()
 
     @workflow.run
     async def run(self, input: AgentInput) -> AgentResult:
@@ -94,6 +101,7 @@ class AgentWorkflow:
                         AnsweredMessage(update_id=update_id, answer=answer)
                         for update_id, answer in self._answered.items()
                     ],
+                    usage=self._usage,
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -110,7 +118,9 @@ class AgentWorkflow:
         self._status.queued_messages += 1
         async with self._turn_lock:
             self._status.queued_messages -= 1
+            self._begin_turn_usage()
             answer = await self._run_turn(message.strip())
+            self._end_turn_usage()
         self._pending_turns -= 1
         self._turns += 1
         self._status.turns = self._turns
@@ -153,6 +163,11 @@ class AgentWorkflow:
     def get_status(self) -> AgentStatus:
         """What the agent is doing right now."""
         return self._status
+
+    @workflow.query
+    def get_usage(self) -> ConversationUsage:
+        """Tokens and cost: the recent turns one by one, and the whole conversation so far."""
+        return self._usage
 
     def _window(self) -> list[Message]:
         config = self._config
@@ -273,12 +288,14 @@ class AgentWorkflow:
         return answer
 
     async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
+        if (refusal := self._budget_refusal()) is not None:
+            return Message.assistant(refusal)
         self._set_status("thinking")
         config = self._config
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                PlanInput(messages=window),
+                PlanInput(messages=window, spent=self._usage.total),
                 start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
                 # The whole planning step, retries included, ends within this deadline.
                 schedule_to_close_timeout=timedelta(seconds=config.llm_deadline_seconds),
@@ -305,7 +322,50 @@ class AgentWorkflow:
                 f"Sorry, I could not get an answer from the language model: {reason}."
             )
         self._status.model = plan.model
+        if not plan.budget_exhausted:
+            self._count_call(plan)
         return plan.message
+
+    # ---- Usage and budget ----
+
+    def _budget_refusal(self) -> str | None:
+        """Why this conversation's own budget (AgentConfig) allows no further LLM call."""
+        return budget_refusal(
+            self._usage.total,
+            self._config.max_total_tokens,
+            self._config.max_cost_usd,
+            settings=("AgentConfig.max_total_tokens", "AgentConfig.max_cost_usd"),
+            how_to_raise="To go on, start a new conversation (/new) with a higher {setting}.",
+        )
+
+    def _count_call(self, plan: PlanOutput) -> None:
+        self._usage.total.add(plan.usage)
+        if self._turn_usage is not None:
+            self._turn_usage.usage.add(plan.usage)
+
+    def _begin_turn_usage(self) -> None:
+        update = workflow.current_update_info()
+        self._turn_usage = TurnUsage(
+            turn=self._turns + 1,
+            update_id=update.id if update else None,
+        )
+        self._turn_started = workflow.now()
+
+    def _end_turn_usage(self) -> None:
+        """Record the finished turn and publish the totals as search attributes."""
+        turn, self._turn_usage = self._turn_usage, None
+        assert turn is not None
+        # Workflow time (deterministic): from the turn's start to its answer.
+        turn.seconds = round((workflow.now() - self._turn_started).total_seconds(), 3)
+        self._usage.record(turn)
+        total = self._usage.total
+        workflow.upsert_search_attributes(
+            [
+                AGENT_TURNS.value_set(turn.turn),
+                AGENT_TOKENS.value_set(total.total_tokens),
+                AGENT_COST_USD.value_set(total.cost_usd),
+            ]
+        )
 
     def _set_status(self, state: str, detail: str = "") -> None:
         self._status.state = state  # type: ignore[assignment]

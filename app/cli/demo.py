@@ -38,7 +38,7 @@ from app.core.connection import (
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
 from app.core.processes import Child, is_polling, port_is_listening
-from app.core.setup import ensure_nexus_setup
+from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
 DEFAULT_PORT = 7233
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -192,6 +192,13 @@ class Demo:
 
     async def setup_nexus(self, client: Client) -> None:
         """Create the namespaces and endpoints the Nexus tools need (idempotent)."""
+        try:
+            # A server the demo did not start may lack the agent's search attributes.
+            await ensure_search_attributes(client)
+        except RPCError as err:
+            raise DemoError(
+                f"cannot register the search attributes: {one_line(err.message, 200)}"
+            ) from None
         try:
             lines = await ensure_nexus_setup(client)
         except RPCError as err:

@@ -2,8 +2,10 @@
 
 Each message is the Update `send_message` with an Update id of its own, so a retried send never
 runs a turn twice. While a turn runs the session polls the workflow's `get_status` query for the
-progress line, and explains long silences (no worker, a failing workflow task). Leaving the chat
-does not end the conversation: it stays resumable with `--conversation-id` until `/end`.
+progress line, and explains long silences (no worker, a failing workflow task). On a terminal each
+answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
+`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable
+with `--conversation-id` until `/end`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
+from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
     ConversationClosed,
@@ -39,8 +42,7 @@ from app.cli.retries import (
     silent_workflow_hint,
     slow_acceptance_hint,
 )
-from app.cli.terminal import Terminal, format_history, indent_answer, status_text, workflow_link
-from app.core.connection import one_line
+from app.cli.terminal import Terminal, indent_answer, status_text, workflow_link
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
@@ -52,11 +54,11 @@ PLAIN_STATUS_POLL_SECONDS = 1.0
 # An Update waits for a worker forever; after this long we tell the user why.
 ACCEPT_HINT_SECONDS = 10.0
 SILENT_WORKER_HINT_SECONDS = 10.0
-QUERY_TIMEOUT = timedelta(seconds=2)
 ECHO_LIMIT = 500
 
 HELP = """Type a message and press Enter. Commands:
   /history  show this conversation (tool calls indented)
+  /usage    tokens and cost of this conversation, turn by turn
   /new      start a new conversation (this one stays open)
   /end      end this conversation and leave
   /help     this list
@@ -194,6 +196,8 @@ class ChatSession:
             self.terminal.say(HELP)
         elif name == "/history":
             await self.show_history()
+        elif name == "/usage":
+            await self.show_usage()
         elif name == "/new":
             previous = self.conversation_id
             try:
@@ -214,8 +218,10 @@ class ChatSession:
         """Send one message and print the agent's answer, or a one-line error."""
         if not self.terminal.interactive:
             self.terminal.say("You: " + (text if len(text) <= ECHO_LIMIT else _shortened(text)))
+        update_id = f"message-{uuid.uuid4()}"
+        started = time.monotonic()
         try:
-            answer = await self._turn(text)
+            answer = await self._turn(text, update_id)
         except FatalChatError:
             raise
         except ConversationClosed as err:
@@ -226,20 +232,16 @@ class ChatSession:
             self.terminal.error(f"Error: {err}")
             return
         self.terminal.say(indent_answer("Agent: ", answer))
+        if self.terminal.interactive:
+            await show_turn_usage(self.terminal, self.handle, update_id, time.monotonic() - started)
 
     async def show_history(self) -> None:
         """Print the conversation from the workflow's `get_history` query."""
-        try:
-            view = await self.handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
-        except Exception as err:  # a query fails in several ways; all mean "not now"
-            self.terminal.error(
-                f"Error: cannot read the history of {self.conversation_id}: "
-                f"{one_line(failure_message(err), 160)} (is the orchestrator worker running?)"
-            )
-            return
-        self.terminal.say(f"History of {self.conversation_id}:")
-        for line in format_history(view.messages, view.earlier_messages):
-            self.terminal.say(line)
+        await show_history(self.terminal, self.handle)
+
+    async def show_usage(self) -> None:
+        """Print the conversation's tokens and cost from the workflow's `get_usage` query."""
+        await show_usage(self.terminal, self.handle)
 
     async def end(self) -> None:
         """Ask the workflow to end the conversation once its answered turns are done."""
@@ -277,13 +279,13 @@ class ChatSession:
             f"`{self.resume_command} --conversation-id {self.conversation_id}`."
         )
 
-    async def _turn(self, text: str) -> str:
+    async def _turn(self, text: str, update_id: str) -> str:
         """Deliver the message, wait for the answer, and show progress meanwhile."""
         turn = _Turn(started=time.monotonic())
         progress = asyncio.create_task(self._show_progress(turn))
         self._in_flight = turn
         try:
-            update = await self._deliver(text, f"message-{uuid.uuid4()}")
+            update = await self._deliver(text, update_id)
             turn.accepted = True
             return await self._answer(update)
         finally:

@@ -1,7 +1,8 @@
 """The user's side of the chat: lines in, the transcript out, and how things are rendered.
 
-On a terminal the chat shows a prompt and a progress line redrawn in place; with piped input or
-output it prints plain `You:` / `Agent:` lines and nothing else on stdout, so scripts can read it.
+On a terminal the chat shows a prompt, a progress line redrawn in place and dim notes (each
+turn's usage); with piped input or output it prints plain `You:` / `Agent:` lines and nothing
+else on stdout, so scripts can read it.
 Errors and hints always go to stderr, one line each.
 """
 
@@ -153,6 +154,10 @@ class Terminal:
         self.clear_status()
         self.stdout.flush()
         print(text, file=self.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line of the transcript that matters less: dim on a live terminal."""
+        self.say(f"\x1b[2m{text}\x1b[0m" if self.live else text)
 
     def status(self, text: str) -> None:
         """Redraw the progress line (terminals only)."""

@@ -1,4 +1,4 @@
-"""Names shared by several programs: the three deployments, the agent workflow, the server address.
+"""Names shared by several programs: the deployments, the agent workflow, its search attributes.
 
 A deployment is one team's worker program with the namespace and task queue it polls (and, for a
 team that offers tools, the Nexus endpoint that routes to it). Every program, the setup, the demo,
@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.common import SearchAttributeKey
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 AGENT_WORKFLOW_NAME = "AgentWorkflow"
+
+# Kept up to date by each conversation after every turn, so the Web UI and
+# `temporal workflow list --query 'AgentCostUSD > 0.5'` find the expensive ones. Setup and the
+# dev server register them; a namespace without them would fail the workflow's tasks.
+AGENT_TURNS = SearchAttributeKey.for_int("AgentTurns")
+AGENT_TOKENS = SearchAttributeKey.for_int("AgentTokens")
+AGENT_COST_USD = SearchAttributeKey.for_float("AgentCostUSD")
+AGENT_SEARCH_ATTRIBUTES = (AGENT_TURNS, AGENT_TOKENS, AGENT_COST_USD)
 
 
 @dataclass(frozen=True)
