@@ -17,7 +17,7 @@ from app.agent.llm_client import ModelChoice, choose_model, litellm_module
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
-from app.core.worker_runner import configure_logging, run_until_stopped
+from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 
 
 def warm_up() -> ModelChoice:
@@ -39,4 +39,4 @@ async def main(client: Client | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_worker_program(main, ORCHESTRATOR.name)
