@@ -268,9 +268,7 @@ async def test_the_codec_server_refuses_a_request_without_the_configured_authori
 
 
 async def test_the_codec_server_answers_cors_for_the_web_ui_origin_only():
-    app = codec_server.codec_app(
-        EncryptionCodec([EncryptionKey.generate()]), auth="Bearer s3cret"
-    )
+    app = codec_server.codec_app(EncryptionCodec([EncryptionKey.generate()]), auth="Bearer s3cret")
     ui = "http://localhost:8233"
     async with serving(app) as url, aiohttp.ClientSession() as http:
         # The browser's preflight carries no credentials, so it must pass without them.

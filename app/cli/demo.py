@@ -8,7 +8,8 @@ programs as child processes (each logging to its own file in the state folder), 
 server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. On
 `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
 die with it if it is killed. Progress goes to stderr; each failure to start is one line naming
-the problem (plus the end of the log of a worker that would not start).
+the problem (plus the end of the log of a worker that would not start). `--encrypt` (or a
+configured key) also starts the codec server: see `app/cli/demo_encryption.py`.
 """
 
 from __future__ import annotations
