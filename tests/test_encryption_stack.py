@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -36,12 +37,15 @@ from app.core.codec import (
     EncryptionCodec,
     EncryptionKey,
     encrypting_data_converter,
+    keys_from_environment,
 )
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import IT, ORCHESTRATOR
+from app.core.processes import free_port
 from app.core.setup import ensure_nexus_setup
 from app.it.worker import it_worker
 from tests.stack_processes import program_env, run_program, start_orchestrator_worker
+from tests.test_demo import assert_nothing_left_running, free_ports, run_demo
 from tests.test_encryption import serving
 
 CANARY = "canary-7731"
@@ -300,3 +304,24 @@ async def test_a_worker_without_the_key_stops_with_one_line_and_the_turn_waits_f
         f"a payload is encrypted (key id {stack.key.id}) but no key is configured: set "
         f"{KEY_ENV} or {KEY_FILE_ENV} to the key the other programs use"
     ) in chat.stderr.splitlines()
+
+
+@pytest.mark.timeout(400)
+async def test_demo_encrypt_generates_a_private_key_and_stores_no_plain_text(tmp_path: Path):
+    state = tmp_path / "state"
+    codec_port = str(free_port())
+    args = ["--encrypt", "--codec-port", codec_port, "--startup-timeout", "120", *free_ports()]
+    run = await run_demo(state, f"Echo {CANARY}\n", *args)
+    assert run.returncode == 0, run.stderr
+    assert run.lines("Agent: ") == [f"Agent: {CANARY}"]
+    key_file = state / "encryption.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    [key] = keys_from_environment({KEY_FILE_ENV: str(key_file)})
+    assert f"Encryption: on (key id {key.id}, " in run.stderr
+    assert f"codec server http://127.0.0.1:{codec_port}" in run.stderr
+    assert CANARY.encode() not in database_bytes(state / "temporal.db")
+    assert_nothing_left_running(state)
+    # The second run keeps the key: the first run's conversations stay readable.
+    again = await run_demo(state, "quit\n", *args)
+    assert again.returncode == 0, again.stderr
+    assert keys_from_environment({KEY_FILE_ENV: str(key_file)}) == [key]
