@@ -7,13 +7,11 @@ Connection settings come from the environment, as for every program here.
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio.client import Client
 
 from app.core.connection import connect
 from app.core.names import FINANCE
-from app.core.worker_runner import configure_logging, run_until_stopped
+from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 from app.finance.worker import finance_worker
 
 
@@ -25,4 +23,4 @@ async def main(client: Client | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_worker_program(main, FINANCE.name)

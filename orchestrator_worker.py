@@ -20,7 +20,7 @@ from app.agent.llm_client import BudgetSettings
 from app.agent.worker import orchestrator_worker, startup_problem, warm_up
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
-from app.core.worker_runner import configure_logging, run_until_stopped
+from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 
 
 async def main(client: Client | None = None) -> None:
@@ -43,4 +43,4 @@ async def main(client: Client | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_worker_program(main, ORCHESTRATOR.name)

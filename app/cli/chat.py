@@ -19,6 +19,7 @@ from app.agent.llm_client import choose_model
 from app.cli.retries import FatalChatError
 from app.cli.session import ChatSession
 from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
+from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem, connect_or_explain, one_line
 from app.core.names import ORCHESTRATOR
 
@@ -57,7 +58,11 @@ async def run_session(
             description = f"unknown ({one_line(str(err), 100)})"
     session.banner(description, resumed=bool(conversation_id))
     await session.warn_if_no_worker()
-    return await session.run()
+    try:
+        return await session.run()
+    except EncryptionKeyError as err:  # an answer this client has no key for
+        terminal.error(str(err))
+        return 1
 
 
 async def run_until_interrupted(main: Coroutine[Any, Any, int]) -> int:
@@ -123,7 +128,7 @@ async def main(
             quiet_sdk_logs()
         try:
             connected = client or await connect_or_explain(ORCHESTRATOR.namespace)
-        except ConnectionProblem as err:
+        except (ConnectionProblem, EncryptionKeyError) as err:
             terminal.error(str(err))
             return 1
         address = connected.service_client.config.target_host

@@ -8,7 +8,8 @@ programs as child processes (each logging to its own file in the state folder), 
 server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. On
 `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
 die with it if it is killed. Progress goes to stderr; each failure to start is one line naming
-the problem (plus the end of the log of a worker that would not start).
+the problem (plus the end of the log of a worker that would not start). `--encrypt` (or a
+configured key) also starts the codec server: see `app/cli/demo_encryption.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from app.cli.chat import describe_model, run_session, run_until_interrupted
+from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
 from app.cli.progress import Progress, server_error, shown_path
 from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
@@ -70,13 +72,15 @@ class Demo:
         self.state = state_dir()
         self.server: Child | None = None
         self.workers: list[Child] = []
+        self.codec_server: Child | None = None
+        self.encryption: DemoEncryption | None = None
         self.env: dict[str, str] = {}
 
     async def run(self) -> int:
         """Start what is missing, chat, and stop what was started; returns the exit code."""
         try:
             return await self._run()
-        except DemoError as err:
+        except (DemoError, EncryptionSetupError) as err:
             self.progress.end_line()
             await self.stop()  # first, so the reason is the last thing on the screen
             self.terminal.error(f"demo: {err}")
@@ -91,12 +95,19 @@ class Demo:
         address, web_ui = self.server_address()
         os.environ["TEMPORAL_ADDRESS"] = address
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.encryption = DemoEncryption.prepare(self.args, self.state, self.env)
         client = await self.reuse_server(address)
         if client is None:
             client, web_ui = await self.start_server(address)
             address = client.service_client.config.target_host
         else:
             self.progress.line(f"Temporal: using the server already running at {address}")
+        if self.encryption:
+            self.codec_server = await self.encryption.start_codec_server(
+                self.state, self.env, web_ui, self.args.startup_timeout
+            )
+            self.write_pids()
+            self.progress.line(self.encryption.describe())
         await self.setup_nexus(client)
         await self.start_workers(client)
         return await run_session(
@@ -157,6 +168,7 @@ class Demo:
         command += ["--db-filename", str(database), "--log-level", "warn"]
         command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
         command += dev_server_args()
+        command += self.encryption.server_args() if self.encryption else []
         address = f"127.0.0.1:{port}"
         os.environ["TEMPORAL_ADDRESS"] = self.env["TEMPORAL_ADDRESS"] = address
         self.progress.begin(
@@ -250,22 +262,24 @@ class Demo:
 
     def write_pids(self) -> None:
         """Record what this run started, for people and tests checking that nothing is left."""
-        children = ([self.server] if self.server else []) + self.workers
+        children = [c for c in (self.server, self.codec_server) if c] + self.workers
         pids = {"demo": os.getpid(), "children": {child.name: child.pid for child in children}}
         (self.state / PID_FILE).write_text(json.dumps(pids, indent=2) + "\n")
 
     async def stop(self) -> None:
         """Stop the workers, then the server they talk to; nothing started is left running."""
-        children = self.workers + ([self.server] if self.server else [])
+        children = self.workers + [c for c in (self.server, self.codec_server) if c]
         if not any(child.exit_code is None for child in children):
-            self.workers, self.server = [], None
+            self.workers, self.server, self.codec_server = [], None, None
             return
         self.progress.begin("Stopping what the demo started")
         await asyncio.gather(*(worker.stop(STOP_TIMEOUT_SECONDS) for worker in self.workers))
         if self.server is not None:
             await self.server.stop(STOP_TIMEOUT_SECONDS)
+        if self.codec_server is not None:
+            await self.codec_server.stop(STOP_TIMEOUT_SECONDS)
         self.progress.done("stopped")
-        self.workers, self.server = [], None
+        self.workers, self.server, self.codec_server = [], None, None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -303,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=STARTUP_TIMEOUT_SECONDS,
         help="seconds to wait for the server and for each worker (default: %(default)g)",
     )
+    add_arguments(parser)  # --encrypt, --codec-port
     return parser.parse_args(argv)
 
 

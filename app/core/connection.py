@@ -4,7 +4,8 @@ Settings come from the SDK's environment configuration (`TEMPORAL_ADDRESS`, `TEM
 TLS settings and TOML profiles), so the same code runs against the local dev server, a
 self-hosted cluster or Temporal Cloud. The namespace is the program's own (from
 `app/core/names.py`): the three workers live in three namespaces, so one `TEMPORAL_NAMESPACE`
-cannot serve them all.
+cannot serve them all. Every client gets the same data converter: pydantic models, encrypted
+when a key is configured (see `app/core/codec.py`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
+from app.core.codec import EncryptionKeyError, encrypting_data_converter, keys_from_environment
 from app.core.config import load_env
 from app.core.names import DEFAULT_TEMPORAL_ADDRESS
 
@@ -27,18 +28,24 @@ class ConnectionProblem(Exception):
 
 
 async def connect(namespace: str) -> Client:
-    """Connect to `namespace` with the environment's settings, defaulting to localhost."""
+    """Connect to `namespace` with the environment's settings, defaulting to localhost.
+
+    Raises `EncryptionKeyError` before connecting when the configured key is malformed.
+    """
     load_env()
+    converter = encrypting_data_converter(keys_from_environment())
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     config["namespace"] = namespace
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    return await Client.connect(**config, data_converter=converter)
 
 
 async def connect_or_explain(namespace: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> Client:
     """`connect(namespace)`, or a `ConnectionProblem` naming the address and the reason."""
     try:
         return await asyncio.wait_for(connect(namespace), timeout)
+    except EncryptionKeyError:
+        raise  # a configuration problem of ours, not the server's: its message says what to do
     except Exception as err:  # the SDK reports an unreachable server as a RuntimeError
         raise ConnectionProblem(connection_problem(temporal_address(), err)) from None
 

@@ -1,7 +1,9 @@
 """Running a worker until Ctrl-C or SIGTERM, then shutting it down cleanly.
 
 All three worker programs use this, so they stop the same way whether a person presses Ctrl-C
-in a terminal or `uv run demo` stops its children.
+in a terminal or `uv run demo` stops its children. A worker that meets a payload it cannot
+decrypt stops too, with one line saying which key is missing: running on would fail the same
+workflow task again and again, while the fix is always in the worker's configuration.
 """
 
 from __future__ import annotations
@@ -10,23 +12,48 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from temporalio.worker import Worker
 
+from app.core.codec import EncryptionKeyError, codec_of
+
 
 async def run_until_stopped(worker: Worker, description: str) -> None:
-    """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout."""
+    """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout.
+
+    Raises the codec's `EncryptionKeyError` when a payload could not be decrypted.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    codec = codec_of(worker.client.data_converter)
+    undecryptable = codec.failed if codec else asyncio.Event()
     async with worker:
         logging.getLogger(__name__).info(
             "%s: polling task queue %s", description, worker.task_queue
         )
-        await stop.wait()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(undecryptable.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         logging.getLogger(__name__).info("%s: shutting down", description)
+    if codec and codec.failure:
+        raise codec.failure
+
+
+def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], description: str) -> None:
+    """`asyncio.run(main())`; a key problem ends the program with one line and exit code 1."""
+    try:
+        asyncio.run(main())
+    except EncryptionKeyError as err:
+        sys.exit(f"{description}: {err}")
 
 
 def configure_logging() -> None:
