@@ -494,7 +494,7 @@ async def test_a_jira_that_never_works_fails_the_call_before_the_callers_timeout
     assert unavailable, called.result.failure
     assert unavailable[0].non_retryable is True
     assert unavailable[0].message.startswith(
-        "Jira is not answering: gave up after 15 s of retries ("
+        "Jira is not answering: gave up after 12 s of retries ("
     )
     # No timeout in the chain: the agent must not report "no answer" when the answer is "failing".
     assert not any("Timeout" in link.error for link in called.result.failure)
