@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -34,6 +35,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]  # names in lower case
     body: dict[str, Any]
+    at: float = 0.0  # time.monotonic() when it arrived
 
     @property
     def model(self) -> str:
@@ -42,11 +44,13 @@ class ReceivedRequest:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the fake provider answers: a status, a JSON body, and how long it waits first."""
+    """What the fake provider answers: a status, a body (JSON, or text when a string), headers,
+    and how long it waits first."""
 
-    body: dict[str, Any]
+    body: dict[str, Any] | str
     status: int = 200
     delay_seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 Script = Callable[[ReceivedRequest], Reply]
@@ -101,6 +105,7 @@ class FakeProvider:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.items()},
             body=json.loads(text) if text else {},
+            at=time.monotonic(),
         )
         self.requests.append(received)
         if request.method != "POST" or request.path not in self.paths:
@@ -112,7 +117,10 @@ class FakeProvider:
                 await asyncio.wait_for(self._closing.wait(), reply.delay_seconds)
             except TimeoutError:
                 pass
-        return web.json_response(reply.body, status=reply.status)
+        if isinstance(reply.body, str):
+            # Not JSON: what a proxy or a server's framework sends (HTML, plain text).
+            return web.Response(text=reply.body, status=reply.status, headers=reply.headers)
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -388,7 +395,7 @@ def test_history_says_how_many_messages_are_in_earlier_runs():
 class FlakyConversation:
     """A workflow handle whose first Update attempts fail the way a busy server fails them."""
 
-    def __init__(self, failures: list[RPCError], status: WorkflowExecutionStatus) -> None:
+    def __init__(self, failures: list[Exception], status: WorkflowExecutionStatus) -> None:
         self.failures = failures
         self.status = status
         self.update_ids: list[str] = []
@@ -404,6 +411,9 @@ class FlakyConversation:
 
     async def query(self, *_: object, **__: object) -> Any:
         raise RPCError("not now", RPCStatusCode.UNAVAILABLE, b"")
+
+
+RUNNING = WorkflowExecutionStatus.RUNNING
 
 
 def rpc_error(status: RPCStatusCode, message: str) -> RPCError:
@@ -457,3 +467,162 @@ async def test_a_conversation_that_really_ended_is_one_line(served: Client):
         "Error: conversation conversation-flaky has ended: /new starts another\n"
     )
     assert "Agent:" not in out.getvalue()
+
+
+def update_timed_out() -> WorkflowUpdateRPCTimeoutOrCancelledError:
+    """What `start_update` raises when its RPC times out (the SDK chains the RPC error)."""
+    err = WorkflowUpdateRPCTimeoutOrCancelledError()
+    err.__cause__ = rpc_error(RPCStatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
+    return err
+
+
+async def test_an_update_rpc_timeout_is_retried_with_the_same_update_id(served: Client):
+    conversation = FlakyConversation([update_timed_out(), update_timed_out()], RUNNING)
+    session, out, err = await session_with(served, conversation)
+
+    await session.send("hello")
+
+    assert out.getvalue().splitlines()[-1] == "Agent: answer to hello"
+    assert len(conversation.update_ids) == 3
+    assert len(set(conversation.update_ids)) == 1
+    assert err.getvalue() == (
+        f"lost contact with Temporal at {address(served)}: retrying for up to 60 s "
+        "(Ctrl-C to leave)\n"
+    )
+
+
+IN_FLIGHT_LIMIT = "limit on number of concurrent in-flight updates has been reached (10)"
+
+
+async def test_the_in_flight_update_limit_is_too_many_queued_messages_and_never_ends_the_chat(
+    served: Client, monkeypatch: pytest.MonkeyPatch
+):
+    # Other RESOURCE_EXHAUSTED errors give up after RETRY_LIMIT_SECONDS; this one never does.
+    monkeypatch.setattr(retries, "RETRY_LIMIT_SECONDS", 0.1)
+    conversation = FlakyConversation(
+        [rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, IN_FLIGHT_LIMIT)] * 4, RUNNING
+    )
+    session, out, err = await session_with(served, conversation)
+
+    await session.send("hello")
+
+    assert err.getvalue() == (
+        "too many queued messages in this conversation: yours is sent as soon as one of them "
+        "is answered (Ctrl-C to leave)\n"
+    )
+    assert out.getvalue().splitlines()[-1] == "Agent: answer to hello"
+    assert len(conversation.update_ids) == 5
+    assert len(set(conversation.update_ids)) == 1
+
+
+async def test_a_message_over_the_limit_is_refused_before_sending_and_the_chat_goes_on(
+    served: Client,
+):
+    out, err = io.StringIO(), io.StringIO()
+    session = ChatSession(
+        served, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="uv run client.py"
+    )
+    await session.start_new()
+
+    started = asyncio.get_running_loop().time()
+    await session.send("x" * 3_000_000)  # above the 2 MB payload limit, below gRPC's 4 MB
+    refused_in = asyncio.get_running_loop().time() - started
+    await session.send("Calculate 2 * 3")
+
+    assert refused_in < 2
+    assert err.getvalue() == "Error: the message has 3,000,000 characters; the limit is 32,000\n"
+    assert out.getvalue().splitlines()[-1] == "Agent: 2 * 3 = 6"
+    history = await session.handle.query(AgentWorkflow.get_history)
+    assert [m.content for m in history.messages if m.role == "user"] == ["Calculate 2 * 3"]
+    await end(served, session.conversation_id)
+
+
+async def test_piped_client_refuses_a_3_mb_line_and_answers_the_next(served: Client):
+    result = await run_client(served, "x" * 3_000_000 + "\nCalculate 2 * 3\nquit\n")
+
+    assert result.returncode == 0
+    assert_plain(result)
+    assert result.stderr == "Error: the message has 3,000,000 characters; the limit is 32,000\n"
+    assert result.lines("Agent: ") == ["Agent: 2 * 3 = 6"]
+    await end(served, conversation_of(result))
+
+
+class FullRun(BaseModel):
+    """Input of `RunFullAtFirst`: how long its first run refuses messages as full."""
+
+    full_for_seconds: float
+
+
+@workflow.defn(sandboxed=False)
+class RunFullAtFirst:
+    """A conversation whose first run is full: its validator refuses every message with
+    `ConversationRunFull` until it continues as new; the next run answers, naming the run and
+    the Update id it saw."""
+
+    def __init__(self) -> None:
+        self.full = True
+
+    @workflow.run
+    async def run(self, input: FullRun) -> None:
+        if input.full_for_seconds:
+            await asyncio.sleep(input.full_for_seconds)
+            workflow.continue_as_new(FullRun(full_for_seconds=0))
+        self.full = False
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.update(name="send_message")
+    async def send_message(self, message: str) -> str:
+        info = workflow.current_update_info()
+        assert info is not None
+        return f"{message}, answered by run {workflow.info().run_id} for {info.id}"
+
+    @send_message.validator
+    def validate(self, message: str) -> None:
+        if self.full:
+            raise ApplicationError("this run is full", type="ConversationRunFull")
+
+
+@pytest.mark.parametrize(
+    ("full_for_seconds", "hint_after_seconds", "hint"),
+    [
+        pytest.param(1.0, retries.RUN_FULL_HINT_SECONDS, "", id="silent"),
+        pytest.param(
+            2.0,
+            0.5,
+            "the conversation is moving to a new run and has not taken your message yet: still "
+            "trying (Ctrl-C to leave)\n",
+            id="hint-when-it-takes-long",
+        ),
+    ],
+)
+async def test_a_full_run_is_retried_with_the_same_update_id_until_the_next_run_takes_it(
+    full_for_seconds: float,
+    hint_after_seconds: float,
+    hint: str,
+    served: Client,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(retries, "RUN_FULL_HINT_SECONDS", hint_after_seconds)
+    task_queue = f"run-full-{uuid.uuid4()}"
+    conversation = f"conversation-{uuid.uuid4().hex[:8]}"
+    async with Worker(served, task_queue=task_queue, workflows=[RunFullAtFirst]):
+        first_run = await served.start_workflow(
+            RunFullAtFirst.run,
+            FullRun(full_for_seconds=full_for_seconds),
+            id=conversation,
+            task_queue=task_queue,
+        )
+        out, err = io.StringIO(), io.StringIO()
+        session = ChatSession(
+            served, Terminal(io.StringIO(), out, err), web_ui=None, resume_command="client.py"
+        )
+        await session.attach(conversation)
+        await session.send("hello")
+        second_run = (await served.get_workflow_handle(conversation).describe()).run_id
+        await served.get_workflow_handle(conversation).terminate("test over")
+
+    assert err.getvalue() == hint
+    assert out.getvalue().splitlines()[0] == "You: hello"
+    answer = out.getvalue().splitlines()[1]
+    assert answer.startswith(f"Agent: hello, answered by run {second_run} for message-")
+    assert second_run != first_run.run_id

@@ -12,18 +12,24 @@ and a model that never stops asking for tools is stopped by the step bound.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from app.agent.activities import provider_error
+from app.agent.activities import MAX_REPLY_BYTES, plan_next_action
 from app.agent.llm_client import LLMSettings, litellm_module
-from app.agent.models import AgentConfig
+from app.agent.models import AgentConfig, Message, PlanInput
+from app.agent.provider_errors import MAX_RETRY_AFTER_SECONDS, provider_error
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send
 from tests.fake_providers import (
@@ -289,14 +295,21 @@ RETRYABLE = [
 ]
 
 
-def failed_attempts(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str | None, bool]]:
-    """(attempt, error type, non-retryable) of every activity attempt the worker failed."""
+_FAILED_ATTEMPT = re.compile(r"LLM call failed \((\w+), (not retried|will retry[^)]*)\): ")
+
+
+def failed_attempts(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, bool]]:
+    """(attempt, error type, non-retryable) of every failed attempt the worker logged; checks
+    that each is one line, with no traceback."""
     failed = []
     for record in caplog.records:
-        err = record.exc_info[1] if record.exc_info else None
-        if record.name == "temporalio.activity" and isinstance(err, ApplicationError):
+        if record.name != "temporalio.activity" or record.levelno < logging.WARNING:
+            continue
+        assert record.exc_info is None, f"a traceback in the worker's log: {record.getMessage()}"
+        assert "\n" not in record.getMessage()
+        if match := _FAILED_ATTEMPT.match(record.getMessage()):
             attempt = record.__dict__["temporal_activity"]["attempt"]
-            failed.append((attempt, err.type, err.non_retryable))
+            failed.append((attempt, match[1], match[2] == "not retried"))
     return failed
 
 
@@ -433,6 +446,91 @@ NON_RETRYABLE: list[Any] = [
 ]
 
 
+# What real servers send that is not OpenAI's or Anthropic's own error format: FastAPI's
+# `{"detail": ...}` (llama-cpp-python, vLLM), a proxy's plain text, llama.cpp's template error.
+FORBIDDEN = "the LLM provider denied access to this model"
+INVALID = "the LLM provider rejected the request as invalid"
+NON_RETRYABLE += [
+    pytest.param(
+        OPENAI,
+        OPENAI.error(403, "Project lacks access."),
+        "LLMPermissionDenied",
+        FORBIDDEN,
+        id="openai-403",
+    ),
+    pytest.param(
+        OPENAI,
+        Reply({"detail": "Invalid API Key"}, status=403),
+        "LLMPermissionDenied",
+        FORBIDDEN,
+        id="openai-wire-403-fastapi",
+    ),
+    pytest.param(
+        OPENAI,
+        Reply("Forbidden", status=403),
+        "LLMPermissionDenied",
+        FORBIDDEN,
+        id="openai-wire-403-proxy-text",
+    ),
+    pytest.param(
+        ANTHROPIC,
+        ANTHROPIC.error(403, "no access", code="permission_error"),
+        "LLMPermissionDenied",
+        FORBIDDEN,
+        id="anthropic-403",
+    ),
+    pytest.param(
+        OPENAI,
+        Reply({"detail": [{"loc": ["body", "messages"], "msg": "Field required"}]}, status=422),
+        "LLMBadRequest",
+        INVALID,
+        id="openai-wire-422-fastapi",
+    ),
+    pytest.param(
+        ANTHROPIC,
+        ANTHROPIC.error(422, "unprocessable"),
+        "LLMBadRequest",
+        INVALID,
+        id="anthropic-wire-422",
+    ),
+    pytest.param(
+        OPENAI,
+        OPENAI.error(500, "'dict object' has no attribute 'content'"),
+        "LLMChatTemplateError",
+        "the model server cannot format this conversation with the model's chat template",
+        id="llama-cpp-template-500",
+    ),
+    pytest.param(
+        OPENAI,
+        OPENAI.text(""),
+        "LLMEmptyAnswer",
+        "the LLM returned an empty answer; try rephrasing the request.",
+        id="openai-empty-answer",
+    ),
+    pytest.param(
+        ANTHROPIC,
+        ANTHROPIC._message([], "end_turn", None),
+        "LLMEmptyAnswer",
+        "the LLM returned an empty answer; try rephrasing the request.",
+        id="anthropic-empty-answer",
+    ),
+    pytest.param(
+        OPENAI,
+        OPENAI.text("  \n "),
+        "LLMEmptyAnswer",
+        "the LLM returned an empty answer; try rephrasing the request.",
+        id="openai-blank-answer",
+    ),
+    pytest.param(
+        OPENAI,
+        OPENAI.text("x" * (MAX_REPLY_BYTES + 1)),
+        "LLMReplyTooLarge",
+        "the LLM's reply is too large (262,",
+        id="reply-over-the-size-limit",
+    ),
+]
+
+
 @pytest.mark.parametrize(("wire", "failure", "error_type", "summary"), NON_RETRYABLE)
 async def test_permanent_failures_are_not_retried_and_the_user_is_told(
     wire: Wire,
@@ -441,6 +539,7 @@ async def test_permanent_failures_are_not_retried_and_the_user_is_told(
     summary: str,
     time_skipping_env: WorkflowEnvironment,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ):
     async with FakeProvider(InOrder([failure, wire.text("fixed")]), wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
@@ -449,9 +548,11 @@ async def test_permanent_failures_are_not_retried_and_the_user_is_told(
             requests_for_the_failed_turn = len(server.requests)
             next_answer = await send(handle, "and now?")
 
-    assert answer.startswith(f"{SORRY}{summary} (litellm.")
+    assert answer.startswith(f"{SORRY}{summary}")
     assert FAKE_KEY not in answer
     assert requests_for_the_failed_turn == 1
+    # One line in the worker's log, and no traceback.
+    assert failed_attempts(caplog) == [(1, error_type, True)]
     assert next_answer == "fixed"
     assert await plan_activities(handle) == [
         PlanActivity(
@@ -550,3 +651,237 @@ async def test_a_model_that_always_asks_for_tools_is_stopped_by_the_step_bound(
     assert requests_in_the_runaway_turn == 3
     assert [r.call_id for r in wire.tool_results(server.requests[2])] == ["call_1", "call_2"]
     assert next_answer == "stopped"
+
+
+# ---- Real refusals reach the user at once, with the production retry policy ----
+
+
+@pytest.mark.parametrize(
+    ("failure", "summary"),
+    [
+        pytest.param(Reply({"detail": "Invalid API Key"}, status=403), FORBIDDEN, id="403"),
+        pytest.param(
+            Reply({"detail": [{"loc": ["body"], "msg": "Field required"}]}, status=422),
+            INVALID,
+            id="422",
+        ),
+        pytest.param(
+            OPENAI.text(""), "the LLM returned an empty answer; try rephrasing", id="empty-answer"
+        ),
+    ],
+)
+async def test_a_refusal_reaches_the_user_in_under_5_seconds(
+    failure: Reply, summary: str, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # The dev server and the default retry policy (1 s doubling, 8 attempts): real time.
+    wire = OPENAI
+    async with FakeProvider(InOrder([failure, wire.text("fixed")]), wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        async with real_agent(dev_env) as handle:
+            await send(handle, "warm up")  # LiteLLM's first import is not the point here
+            server.script = InOrder([failure, wire.text("fixed")])
+            started = time.monotonic()
+            answer = await send(handle, "hello")
+            seconds = time.monotonic() - started
+            next_answer = await send(handle, "and now?")
+
+    assert answer.startswith(f"{SORRY}{summary}")
+    assert seconds < 5
+    assert next_answer == "fixed"
+
+
+async def test_a_missing_key_is_not_retried_and_says_which_variable_to_set(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # A local OpenAI-compatible server and no key: the OpenAI client refuses before sending
+    # anything, and LiteLLM reports that as a server error (500).
+    wire = OPENAI
+    async with FakeProvider(lambda request: wire.text("unreachable"), wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        monkeypatch.delenv(wire.key_variable)
+        async with real_agent(time_skipping_env, FAST_RETRIES) as handle:
+            answer = await send(handle, "hello")
+
+    assert answer.startswith(
+        f"{SORRY}no API key is set for the LLM provider: set LLM_API_KEY or the provider's key "
+        "variable (any value for a local server that needs none) (litellm.InternalServerError: "
+    )
+    assert "OPENAI_API_KEY" in answer
+    assert server.requests == []
+    assert await plan_activities(handle) == [
+        PlanActivity(
+            attempt=1,
+            last_failure_type=None,
+            failure_type="LLMAuthenticationError",
+            non_retryable=True,
+        )
+    ]
+
+
+# ---- Retry-After: the provider says when to try again ----
+
+
+def rate_limited(wire: Wire, **headers: str) -> Reply:
+    reply = wire.error(429, "Rate limit reached.")
+    return Reply(reply.body, reply.status, headers=headers)
+
+
+async def _plan_error(
+    wire: Wire, reply: Reply, monkeypatch: pytest.MonkeyPatch
+) -> ApplicationError:
+    async with FakeProvider(lambda request: reply, wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(
+                plan_next_action, PlanInput(messages=[Message.user("hi")])
+            )
+    return failure.value
+
+
+@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC], ids=lambda wire: wire.name)
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        pytest.param({"Retry-After": "10"}, 10.0, id="seconds"),
+        pytest.param({"Retry-After": "0.5"}, 0.5, id="fractional-seconds"),
+        pytest.param({"retry-after-ms": "2500", "Retry-After": "3"}, 2.5, id="milliseconds"),
+        pytest.param({"Retry-After": "-5"}, 0.0, id="in-the-past"),
+    ],
+)
+async def test_retry_after_sets_the_delay_before_the_next_attempt(
+    wire: Wire, headers: dict[str, str], seconds: float, monkeypatch: pytest.MonkeyPatch
+):
+    error = await _plan_error(wire, rate_limited(wire, **headers), monkeypatch)
+
+    assert (error.type, error.non_retryable) == ("LLMRateLimited", False)
+    assert error.next_retry_delay == timedelta(seconds=seconds)
+
+
+async def test_retry_after_as_an_http_date(monkeypatch: pytest.MonkeyPatch):
+    when = datetime.now(UTC) + timedelta(seconds=20)
+    error = await _plan_error(
+        OPENAI,
+        rate_limited(OPENAI, **{"Retry-After": format_datetime(when, usegmt=True)}),
+        monkeypatch,
+    )
+
+    assert error.next_retry_delay is not None
+    # HTTP dates have whole seconds.
+    assert 17 <= error.next_retry_delay.total_seconds() <= 20
+
+
+async def test_a_wait_longer_than_the_cap_is_told_instead_of_retried(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    error = await _plan_error(OPENAI, rate_limited(OPENAI, **{"Retry-After": "3600"}), monkeypatch)
+
+    assert (error.type, error.non_retryable, error.next_retry_delay) == (
+        "LLMRateLimited",
+        True,
+        None,
+    )
+    assert error.message.startswith(
+        "the LLM provider is rate limiting us and asks us to wait 3,600 s (litellm.RateLimitError"
+    )
+    assert MAX_RETRY_AFTER_SECONDS < 3600
+
+
+async def test_without_retry_after_the_retry_policy_decides(monkeypatch: pytest.MonkeyPatch):
+    error = await _plan_error(OPENAI, rate_limited(OPENAI), monkeypatch)
+
+    assert (error.type, error.non_retryable, error.next_retry_delay) == (
+        "LLMRateLimited",
+        False,
+        None,
+    )
+
+
+async def test_temporal_waits_as_long_as_retry_after_asks(
+    dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # Real time on the dev server: the retry policy alone would retry after 0.05 s.
+    wire = OPENAI
+    replies = [rate_limited(wire, **{"Retry-After": "2"}), wire.text("recovered")]
+    async with FakeProvider(InOrder(replies), wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        async with real_agent(dev_env, FAST_RETRIES) as handle:
+            answer = await send(handle, "hello")
+
+    assert answer == "recovered"
+    first, second = server.requests
+    assert second.at - first.at >= 2.0
+
+
+# ---- A server whose chat template needs `content` on every message (llama.cpp) ----
+
+
+def llama_cpp(wire: OpenAIWire) -> Callable[[ReceivedRequest], Reply]:
+    """Two tool steps, then an answer; HTTP 500 whenever a message lacks a string `content`, as
+    llama.cpp's Jinja chat templates do."""
+
+    def script(request: ReceivedRequest) -> Reply:
+        if any(not isinstance(m.get("content"), str) for m in request.body["messages"]):
+            return Reply(
+                {
+                    "error": {
+                        "code": 500,
+                        "message": "'dict object' has no attribute 'content'",
+                        "type": "server_error",
+                    }
+                },
+                status=500,
+            )
+        done = len(wire.tool_results(request))
+        if done == 0:
+            return wire.tool_calls(WireCall.of("call_1", "calculator", {"expression": "6 * 7"}))
+        if done == 1:
+            return wire.tool_calls(WireCall.of("call_2", "echo", {"message": "forty-two"}))
+        return wire.text(" and ".join(r.content for r in wire.tool_results(request)))
+
+    return script
+
+
+async def test_a_server_that_requires_content_works_for_a_two_step_tool_turn(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    wire = OPENAI
+    async with FakeProvider(llama_cpp(wire), wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        async with real_agent(time_skipping_env, FAST_RETRIES) as handle:
+            answer = await send(handle, "What is 6 * 7? Then echo it.")
+            next_answer = await send(handle, "Once more?")
+
+    assert answer == "42 and forty-two"
+    assert next_answer == "42 and forty-two"
+    assert len(server.requests) == 6  # three per turn, none refused
+    [assistant, *_] = [m for m in server.requests[2].body["messages"] if m.get("tool_calls")]
+    assert assistant["content"] == ""
+
+
+async def test_anthropic_gets_tool_calls_without_a_placeholder_text(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # Anthropic refuses empty text, and LiteLLM would replace "" with a sentence of its own.
+    wire = ANTHROPIC
+    call = WireCall.of("call_1", "calculator", {"expression": "6 * 7"})
+
+    def script(request: ReceivedRequest) -> Reply:
+        return wire.text("42") if wire.tool_results(request) else wire.tool_calls(call)
+
+    async with FakeProvider(script, wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        async with real_agent(time_skipping_env) as handle:
+            assert await send(handle, "6 * 7?") == "42"
+
+    assistant = server.requests[1].body["messages"][1]
+    assert assistant == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "call_1",
+                "name": "calculator",
+                "input": {"expression": "6 * 7"},
+            }
+        ],
+    }

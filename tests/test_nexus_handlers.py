@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         StockPriceOutput,
     )
     from app.finance.worker import finance_worker
+    from app.it import activities as it_activities
     from app.it.activities import (
         SampleJiraClient,
         fetch_jira_metrics,
@@ -456,6 +457,47 @@ async def test_a_bad_key_reaching_the_jira_activity_fails_its_workflow_on_the_fi
     [started] = [e for e in history if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
     assert len(failed) == 1
     assert started.activity_task_started_event_attributes.attempt == 1
+
+
+class HangingJira:
+    """A Jira that never answers in time."""
+
+    async def metrics(self, project: str) -> JiraMetricsOutput:
+        await asyncio.sleep(60)
+        raise AssertionError("unreachable: the attempt has timed out")
+
+
+class FailingJira:
+    """A Jira that always fails, after taking its time."""
+
+    async def metrics(self, project: str) -> JiraMetricsOutput:
+        await asyncio.sleep(3)
+        raise RuntimeError("Jira answered HTTP 503")
+
+
+# The agent's Nexus timeout (AgentConfig.nexus_timeout_seconds): the IT side must answer first.
+CALLER_TIMEOUT_SECONDS = 20
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("jira", [HangingJira(), FailingJira()], ids=["hanging", "failing"])
+async def test_a_jira_that_never_works_fails_the_call_before_the_callers_timeout(
+    call: Call, jira: Any, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(it_activities, "jira_client", jira)
+
+    called = await call(CallRequest(jira_metrics=JiraMetricsInput(project="OPS")))
+
+    assert called.seconds < CALLER_TIMEOUT_SECONDS
+    assert called.result.failure, called.result.output_json
+    unavailable = [link for link in called.result.failure if link.type == "JiraUnavailable"]
+    assert unavailable, called.result.failure
+    assert unavailable[0].non_retryable is True
+    assert unavailable[0].message.startswith(
+        "Jira is not answering: gave up after 12 s of retries ("
+    )
+    # No timeout in the chain: the agent must not report "no answer" when the answer is "failing".
+    assert not any("Timeout" in link.error for link in called.result.failure)
 
 
 # --- Tool code, without a server --------------------------------------------------------------

@@ -394,3 +394,66 @@ async def test_plan_next_action_leaves_unset_settings_to_litellm(monkeypatch: py
             "num_retries": 0,
         }
     ]
+
+
+# ---- Trimming fits the model that will answer ----
+
+# Three earlier turns of about 10,000 tokens each: too long together for the offline model's
+# 32,000-token context, short enough for gpt-4o-mini's 128,000.
+LONG_TURNS = [
+    message
+    for n in range(3)
+    for message in (Message.user(f"turn {n}: " + "hello " * 10_000), Message.assistant("ok"))
+]
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        pytest.param({}, id="offline-model-answers-for-a-model-without-a-key"),
+        pytest.param(
+            {"OPENAI_API_KEY": FAKE_KEY, "LLM_FALLBACKS": "offline/agent"},
+            id="a-fallback-with-a-smaller-context",
+        ),
+    ],
+)
+async def test_trimming_fits_the_smallest_context_of_the_models_that_may_answer(
+    variables: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    received: list[dict[str, Any]] = []
+
+    async def acompletion(**kwargs: Any) -> Any:
+        received.append(kwargs)
+        return chat_response("ok")
+
+    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    use_provider(monkeypatch, OpenAIWire(), api_base=None, LLM_MODEL="openai/gpt-4o-mini")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    history = [*LONG_TURNS, Message.user("and now?")]
+    await ActivityEnvironment().run(plan_next_action, PlanInput(messages=history))
+
+    [call] = received
+    # The oldest turn is dropped, whole; the two newest fit.
+    assert call["messages"] == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        *(m.to_chat() for m in history[2:]),
+    ]
+
+
+async def test_a_model_with_a_large_context_gets_every_turn(monkeypatch: pytest.MonkeyPatch):
+    received: list[dict[str, Any]] = []
+
+    async def acompletion(**kwargs: Any) -> Any:
+        received.append(kwargs)
+        return chat_response("ok")
+
+    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    use_provider(monkeypatch, OpenAIWire(), api_base=None, LLM_MODEL="openai/gpt-4o-mini")
+    history = [*LONG_TURNS, Message.user("and now?")]
+    await ActivityEnvironment().run(plan_next_action, PlanInput(messages=history))
+
+    [call] = received
+    assert call["model"] == "openai/gpt-4o-mini"
+    assert len(call["messages"]) == 1 + len(history)

@@ -2,8 +2,9 @@
 
 All I/O of the agent loop lives here, outside the deterministic workflow. `plan_next_action`
 makes one LiteLLM call with native tool calling and no LiteLLM retries: Temporal's retry policy
-owns retries, so every attempt is visible in the event history. Provider errors that cannot
-succeed on a retry become non-retryable `ApplicationError`s whose message the user can act on.
+owns retries, so every attempt is visible in the event history. Failures that cannot succeed on
+a retry (see `provider_errors`, plus an empty or oversized reply) become non-retryable
+`ApplicationError`s whose message the user can act on; each failed attempt is one log line.
 Each call reports its usage and price; when the operator's budget is spent, `plan_next_action`
 answers without calling the provider.
 """
@@ -13,20 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.agent.llm_client import (
     BudgetSettings,
     LLMSettings,
+    candidate_models,
     complete,
     litellm_module,
-    redact,
     response_usage,
 )
 from app.agent.models import (
@@ -38,6 +38,7 @@ from app.agent.models import (
     ToolResult,
     cap_text,
 )
+from app.agent.provider_errors import provider_error
 from app.agent.tool_catalog import TOOLS, tool_schemas
 from app.core.tool_errors import InvalidToolArguments
 
@@ -48,87 +49,29 @@ SYSTEM_PROMPT = (
     "arguments. Never invent tool results."
 )
 
-# (LiteLLM exception name, error type, retryable, message for the user). Checked in order, so
-# subclasses (ContextWindowExceededError is a BadRequestError) come before their parents.
-_PROVIDER_ERRORS: list[tuple[str, str, bool, str]] = [
-    (
-        "AuthenticationError",
-        "LLMAuthenticationError",
-        False,
-        "the LLM provider rejected the API key",
-    ),
-    (
-        "PermissionDeniedError",
-        "LLMPermissionDenied",
-        False,
-        "the LLM provider denied access to this model",
-    ),
-    (
-        "ContextWindowExceededError",
-        "LLMContextWindowExceeded",
-        False,
-        "the conversation is too long for the model's context window",
-    ),
-    (
-        "ContentPolicyViolationError",
-        "LLMContentPolicy",
-        False,
-        "the LLM provider refused the request under its content policy",
-    ),
-    ("NotFoundError", "LLMModelNotFound", False, "the LLM provider does not know this model"),
-    ("BadRequestError", "LLMBadRequest", False, "the LLM provider rejected the request as invalid"),
-    ("RateLimitError", "LLMRateLimited", True, "the LLM provider is rate limiting us"),
-    ("Timeout", "LLMTimeout", True, "the LLM provider did not answer in time"),
-    ("APIConnectionError", "LLMConnectionError", True, "cannot connect to the LLM provider"),
-    ("ServiceUnavailableError", "LLMUnavailable", True, "the LLM provider is unavailable"),
-    ("InternalServerError", "LLMServerError", True, "the LLM provider had a server error"),
-    ("APIError", "LLMServerError", True, "the LLM provider returned an error"),
-]
-
-
-def provider_error(err: Exception, settings: LLMSettings) -> ApplicationError:
-    """`err` from LiteLLM as an ApplicationError that tells Temporal whether to retry."""
-    litellm = litellm_module()
-    detail = redact(str(err), settings)[:500]
-    raised = _raised_class(err, litellm)
-    for exception_name, error_type, retryable, summary in _PROVIDER_ERRORS:
-        exception_class = getattr(litellm, exception_name, None)
-        if exception_class is not None and issubclass(raised, exception_class):
-            return ApplicationError(
-                f"{summary} ({detail})", type=error_type, non_retryable=not retryable
-            )
-    return ApplicationError(f"the LLM call failed ({detail})", type="LLMError")
-
-
-def _raised_class(err: Exception, litellm: Any) -> type[BaseException]:
-    """The LiteLLM exception class that says best what went wrong."""
-    causes: list[BaseException] = []
-    cause: BaseException | None = err
-    while cause is not None and cause not in causes:
-        causes.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    # LiteLLM reports a refused connection as a server error (500).
-    if any(isinstance(c, ConnectionError) for c in causes) and not isinstance(err, litellm.Timeout):
-        return litellm.APIConnectionError
-    # When every fallback model fails, LiteLLM raises a plain Exception whose message starts with
-    # the last error ("litellm.AuthenticationError: ..."): keep its class, so that a permanent
-    # failure is still not retried.
-    match = re.match(r"litellm\.(\w+):", str(err))
-    named = getattr(litellm, match[1], None) if match and type(err) is Exception else None
-    return named if isinstance(named, type) else type(err)
+# A reply larger than this is refused rather than returned: it would make a payload (and every
+# later planning input that carries it) approach Temporal's 2 MB limit. It is far more text than
+# any model's output limit allows (about 64,000 tokens), so only a broken server sends one.
+MAX_REPLY_BYTES = 256 * 1024
 
 
 def fit_to_context(
-    model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    models: list[str], messages: list[dict[str, Any]], tools: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Drop the oldest whole turns until the prompt fits the model's input context."""
+    """Drop the oldest whole turns until the prompt fits the input context of every model in
+    `models` (the one that will be called and its fallbacks: any of them may answer)."""
     litellm = litellm_module()
-    try:
-        limit = litellm.get_model_info(model).get("max_input_tokens")
-    except Exception:  # models LiteLLM has no data for (local and custom ones)
+    limits: list[tuple[int, str]] = []
+    for model in models:
+        try:
+            limit = litellm.get_model_info(model).get("max_input_tokens")
+        except Exception:  # models LiteLLM has no data for (local and custom ones)
+            continue
+        if limit:
+            limits.append((int(limit), model))
+    if not limits:
         return messages
-    if not limit:
-        return messages
+    limit, model = min(limits)
     # A token is at least one character, so a prompt with fewer characters (plus a few tokens
     # of framing per message) than the budget fits without counting, which is the common case.
     characters = len(json.dumps(messages)) + len(json.dumps(tools)) + 8 * len(messages)
@@ -171,6 +114,18 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
         return PlanOutput(
             message=Message.assistant(refusal), model=settings.model, budget_exhausted=True
         )
+    try:
+        return await _plan(input, settings)
+    except ApplicationError as err:
+        # Expected failures are BENIGN (no traceback from the SDK): one line per attempt.
+        retrying = "not retried" if err.non_retryable else "will retry"
+        if err.next_retry_delay is not None:
+            retrying = f"will retry in {err.next_retry_delay.total_seconds():g} s"
+        activity.logger.warning("LLM call failed (%s, %s): %s", err.type, retrying, err.message)
+        raise
+
+
+async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
@@ -179,7 +134,9 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             if "litellm" not in sys.modules:
                 # The first import takes seconds: off the event loop, so heartbeats go on.
                 await asyncio.to_thread(litellm_module)
-            messages = fit_to_context(settings.model, messages, tools)
+            # Trim for the models that may answer: the offline model when the configured one
+            # has no key, and the fallbacks.
+            messages = fit_to_context(candidate_models(settings), messages, tools)
             response, model = await complete(messages, tools, settings)
     except ApplicationError:
         raise
@@ -197,12 +154,32 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
         if (function := getattr(call, "function", None)) is not None
     ]
     content = choice.content if isinstance(choice.content, str) else None
-    if not calls and not content:
-        raise ApplicationError("the LLM returned an empty answer", type="LLMEmptyAnswer")
-    return PlanOutput(
+    if not calls and not (content and content.strip()):
+        # Asking again sends the same prompt: a model that answers nothing usually does again.
+        raise _failure(
+            "the LLM returned an empty answer; try rephrasing the request", "LLMEmptyAnswer"
+        )
+    output = PlanOutput(
         message=Message(role="assistant", content=content, tool_calls=calls),
         model=model,
         usage=response_usage(response, model),
+    )
+    size = len(output.model_dump_json().encode())
+    if size > MAX_REPLY_BYTES:
+        # Retrying would pay for the same oversized reply again.
+        raise _failure(
+            f"the LLM's reply is too large ({size:,} bytes; the limit is {MAX_REPLY_BYTES:,})",
+            "LLMReplyTooLarge",
+        )
+    return output
+
+
+def _failure(message: str, error_type: str) -> ApplicationError:
+    return ApplicationError(
+        message,
+        type=error_type,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 

@@ -126,6 +126,12 @@ def choose_model(settings: LLMSettings | None = None) -> ModelChoice:
     return ModelChoice(OFFLINE_MODEL, f"{settings.model} needs {missing}")
 
 
+def candidate_models(settings: LLMSettings | None = None) -> list[str]:
+    """The models that may answer the next call, in order: the chosen one, then the fallbacks."""
+    settings = settings or LLMSettings.from_env()
+    return [choose_model(settings).model, *settings.fallbacks]
+
+
 async def complete(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
@@ -133,10 +139,11 @@ async def complete(
 ) -> tuple[ModelResponse, str]:
     """One chat completion with native tool calling; returns the response and the model used."""
     settings = settings or LLMSettings.from_env()
-    model = choose_model(settings).model
+    models = candidate_models(settings)
+    model = models[0]
     kwargs: dict[str, Any] = {
         "model": model,
-        "messages": messages,
+        "messages": for_provider(model, messages),
         "tools": tools,
         "tool_choice": "auto",
         "timeout": settings.timeout_seconds,
@@ -156,7 +163,6 @@ async def complete(
     response = await litellm_module().acompletion(**kwargs)
     # LiteLLM's fallbacks say in a response header which of the models answered.
     headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
-    models = [model, *settings.fallbacks]
     attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
     return response, models[attempted] if attempted < len(models) else model
 
@@ -234,6 +240,25 @@ class BudgetSettings:
                 "restart the worker, or start a new conversation with /new."
             ),
         )
+
+
+def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` adjusted to what `model`'s API accepts."""
+    try:
+        provider = litellm_module().get_llm_provider(model)[1]
+    except Exception:  # a model string LiteLLM cannot place; it will say so when called
+        provider = None
+    if provider != "anthropic" and "claude" not in model:
+        return messages
+    # An assistant message that only calls tools carries `content: ""` (llama.cpp's chat
+    # templates fail without it), but Anthropic rejects empty text and LiteLLM would replace it
+    # with a placeholder sentence the model then reads: send the tool calls alone.
+    return [
+        {key: value for key, value in m.items() if key != "content"}
+        if m["role"] == "assistant" and m.get("tool_calls") and not m.get("content")
+        else m
+        for m in messages
+    ]
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

@@ -56,7 +56,9 @@ class Message(BaseModel):
                 "name": self.name,
                 "content": self.content or "",
             }
-        chat: dict[str, Any] = {"role": self.role, "content": self.content}
+        # Always a string: LiteLLM drops a `None` content, and llama.cpp's chat templates then
+        # fail on every later request ("'dict object' has no attribute 'content'").
+        chat: dict[str, Any] = {"role": self.role, "content": self.content or ""}
         if self.tool_calls:
             chat["tool_calls"] = [
                 {

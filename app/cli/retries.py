@@ -1,8 +1,10 @@
 """What the chat does when Temporal pushes back: its errors, its retries, and its hints.
 
 A message is sent with one Update id, so retrying a send can never run the turn twice. The errors
-a send can survive (the server restarting, the gap between two runs of a continue-as-new, the
-server's cap on Updates in flight) are retried with backoff; anything else becomes one line.
+a send can survive (the server restarting, the gap between two runs of a continue-as-new, a run
+too full to take more messages, the server's cap on Updates in flight) are retried with backoff;
+anything else becomes one line. Waiting for queued messages or for the next run never gives up:
+those are answered in time, and Ctrl-C leaves.
 """
 
 from __future__ import annotations
@@ -14,16 +16,27 @@ from collections.abc import Awaitable, Callable
 from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.agent.models import AgentResult
+from app.agent.sending import is_run_full
+from app.agent.workflow import AgentWorkflow
 from app.cli.terminal import Terminal
 from app.core.connection import one_line
+from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 
 # How long to keep retrying while the server is unreachable or pushes back, before giving up.
 RETRY_LIMIT_SECONDS = 60.0
+# A full run rejects messages until it has continued as new; say so only if that takes this long.
+RUN_FULL_HINT_SECONDS = 10.0
+# The workflow's validator says this when the run is full: send again, and the new run takes it.
 
 
 class ChatError(Exception):
@@ -32,6 +45,10 @@ class ChatError(Exception):
 
 class FatalChatError(ChatError):
     """A failure that ends the chat, explained in one line."""
+
+
+class RunFull(ChatError):
+    """The run refused the message because it is full; the next run will take it."""
 
 
 class ConversationClosed(ChatError):
@@ -98,14 +115,28 @@ class Retries:
         self.describe = describe
         self.delay = 0.2
         self.since: float | None = None
+        self.run_full_since: float | None = None
         self.told = False
+        self.told_queue_full = False
+        self.told_run_full = False
 
     async def after(self, err: RPCError, *, sending: bool) -> None:
         """Sleep before the next attempt, or raise a `ChatError` saying why there is none."""
+        if is_update_limit(err):
+            # The server runs at most 10 Updates per workflow at once: ours waits its turn, which
+            # comes when a queued message is answered, however long that takes.
+            if not self.told_queue_full:
+                self.told_queue_full = True
+                self.terminal.error(
+                    "too many queued messages in this conversation: yours is sent as soon as "
+                    "one of them is answered (Ctrl-C to leave)"
+                )
+            await self._sleep()
+            return
         now = time.monotonic()
         self.since = self.since or now
         if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            # The server's cap on Updates in flight per workflow, or its rate limit: wait.
+            # The server's rate limit: wait.
             pass
         elif err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             # Between two runs of a continue-as-new the old run is closed and the new one may
@@ -133,6 +164,21 @@ class Retries:
                 f"gave up after {RETRY_LIMIT_SECONDS:g} s: {rpc_problem(err, self.address)}; "
                 f"resume later with `{self.resume_hint}`"
             )
+        await self._sleep()
+
+    async def after_run_full(self) -> None:
+        """The run is full and about to continue as new: wait a little and send again."""
+        now = time.monotonic()
+        self.run_full_since = self.run_full_since or now
+        if now - self.run_full_since > RUN_FULL_HINT_SECONDS and not self.told_run_full:
+            self.told_run_full = True
+            self.terminal.error(
+                "the conversation is moving to a new run and has not taken your message yet: "
+                "still trying (Ctrl-C to leave)"
+            )
+        await self._sleep()
+
+    async def _sleep(self) -> None:
         await asyncio.sleep(self.delay)
         self.delay = min(self.delay * 2, 2.0)
 
@@ -151,6 +197,20 @@ class Retries:
             )
 
 
+def is_update_limit(err: RPCError) -> bool:
+    """Whether `err` is the server's cap on concurrent in-flight Updates of one workflow."""
+    return err.status == RPCStatusCode.RESOURCE_EXHAUSTED and "in-flight updates" in (
+        err.message or ""
+    )
+
+
+def rejection(err: WorkflowUpdateFailedError) -> ChatError:
+    """The failed Update as the error to raise: `RunFull` or a one-line `ChatError`."""
+    if is_run_full(err):
+        return RunFull(failure_message(err.cause))
+    return ChatError(failure_message(err.cause))
+
+
 def reraise_cancellation(err: BaseException) -> None:
     """The SDK turns our own cancellation (Ctrl-C) into a timeout error: undo that."""
     if isinstance(err.__cause__, asyncio.CancelledError):
@@ -162,3 +222,38 @@ def as_rpc_error(err: WorkflowUpdateRPCTimeoutOrCancelledError) -> RPCError:
     if isinstance(err.__cause__, RPCError):
         return err.__cause__
     return RPCError(str(err), RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+
+async def deliver(
+    handle: WorkflowHandle[AgentWorkflow, AgentResult], text: str, update_id: str, retries: Retries
+) -> WorkflowUpdateHandle[str]:
+    """Send the Update until the workflow accepts it; one update id, so never twice."""
+    while True:
+        try:
+            return await handle.start_update(
+                AgentWorkflow.send_message,
+                text,
+                id=update_id,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+        except WorkflowUpdateFailedError as err:  # the validator said no
+            raise rejection(err) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            reraise_cancellation(err)
+            await retries.after(as_rpc_error(err), sending=True)
+        except RPCError as err:
+            await retries.after(err, sending=True)
+
+
+async def await_answer(update: WorkflowUpdateHandle[str], retries: Retries) -> str:
+    """The Update's result, waiting through server restarts."""
+    while True:
+        try:
+            return await update.result()
+        except WorkflowUpdateFailedError as err:  # the validator said no, or the turn failed
+            raise rejection(err) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            reraise_cancellation(err)
+            await retries.after(as_rpc_error(err), sending=False)
+        except RPCError as err:
+            await retries.after(err, sending=False)

@@ -20,14 +20,10 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.agent.models import AgentInput, AgentResult, AgentStatus
+from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
@@ -35,9 +31,10 @@ from app.cli.retries import (
     ConversationClosed,
     FatalChatError,
     Retries,
-    as_rpc_error,
+    RunFull,
+    await_answer,
+    deliver,
     no_worker_hint,
-    reraise_cancellation,
     rpc_problem,
     silent_workflow_hint,
     slow_acceptance_hint,
@@ -54,6 +51,8 @@ PLAIN_STATUS_POLL_SECONDS = 1.0
 # An Update waits for a worker forever; after this long we tell the user why.
 ACCEPT_HINT_SECONDS = 10.0
 SILENT_WORKER_HINT_SECONDS = 10.0
+# The limit of the conversations this client starts (with `AgentInput()`).
+MAX_MESSAGE_CHARS = AgentConfig().max_message_chars
 ECHO_LIMIT = 500
 
 HELP = """Type a message and press Enter. Commands:
@@ -218,6 +217,14 @@ class ChatSession:
         """Send one message and print the agent's answer, or a one-line error."""
         if not self.terminal.interactive:
             self.terminal.say("You: " + (text if len(text) <= ECHO_LIMIT else _shortened(text)))
+        if len(text) > MAX_MESSAGE_CHARS:
+            # Refused here: a message of megabytes would fail the workflow task (the server
+            # echoes a rejected Update's input), not just be rejected by the validator.
+            self.terminal.error(
+                f"Error: the message has {len(text):,} characters; "
+                f"the limit is {MAX_MESSAGE_CHARS:,}"
+            )
+            return
         update_id = f"message-{uuid.uuid4()}"
         started = time.monotonic()
         try:
@@ -285,9 +292,17 @@ class ChatSession:
         progress = asyncio.create_task(self._show_progress(turn))
         self._in_flight = turn
         try:
-            update = await self._deliver(text, update_id)
-            turn.accepted = True
-            return await self._answer(update)
+            retries = self._retries()
+            while True:
+                update = await deliver(self.handle, text, update_id, retries)
+                turn.accepted = True
+                try:
+                    return await await_answer(update, self._retries())
+                except RunFull:
+                    # Refused (a rejection is in no history), so the same id is new to the next
+                    # run, which our handle (no run id) reaches once this one continues as new.
+                    turn.accepted = False
+                    await retries.after_run_full()
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
@@ -295,41 +310,6 @@ class ChatSession:
             current = asyncio.current_task()
             if current is None or not current.cancelling():
                 self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
-
-    async def _deliver(self, text: str, update_id: str) -> WorkflowUpdateHandle[str]:
-        """Send the Update until the workflow accepts it; one update id, so never twice."""
-        retries = self._retries()
-        while True:
-            try:
-                update = await self.handle.start_update(
-                    AgentWorkflow.send_message,
-                    text,
-                    id=update_id,
-                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                )
-            except WorkflowUpdateFailedError as err:  # the validator said no
-                raise ChatError(failure_message(err.cause)) from None
-            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-                reraise_cancellation(err)
-                await retries.after(as_rpc_error(err), sending=True)
-            except RPCError as err:
-                await retries.after(err, sending=True)
-                continue
-            return update
-
-    async def _answer(self, update: WorkflowUpdateHandle[str]) -> str:
-        """The Update's result, waiting through server restarts."""
-        retries = self._retries()
-        while True:
-            try:
-                return await update.result()
-            except WorkflowUpdateFailedError as err:
-                raise ChatError(failure_message(err.cause)) from None
-            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-                reraise_cancellation(err)
-                await retries.after(as_rpc_error(err), sending=False)
-            except RPCError as err:
-                await retries.after(err, sending=False)
 
     async def _show_progress(self, turn: _Turn) -> None:
         """Redraw the progress line from the workflow's status; explain long silences."""
