@@ -72,7 +72,7 @@ async def spawn(name: str, argv: Sequence[str], env: dict[str, str], log_dir: Pa
     )
 
 
-async def wait_for_log(child: Child, text: str, timeout: float = 60.0) -> None:
+async def wait_for_log(child: Child, text: str, timeout: float = 180.0) -> None:
     """Wait until `text` appears in the child's log; fail with the log if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

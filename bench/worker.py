@@ -2,8 +2,8 @@
 
 `orchestrator_worker.py` is the program users run; this one builds its worker with the same
 factory (`app.agent.worker.orchestrator_worker`) and adds the `Worker` options the benchmark
-compares. The baseline runs it with `--disable-eager-activity-execution`, as the original
-sample ran. Run it with
+compares. The default-settings run (the "baseline") runs it with
+`--disable-eager-activity-execution`. Run it with
 `python bench/worker.py --help`; it reads `TEMPORAL_ADDRESS` and the model settings from the
 environment like every worker program.
 """
