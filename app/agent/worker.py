@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from app.agent.activities import execute_tool, plan_next_action
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
+from app.core.sandbox import SandboxedRunner
 
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
@@ -24,6 +25,8 @@ def orchestrator_worker(client: Client, **options: Any) -> Worker:
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],
         "activities": [plan_next_action, execute_tool],
+        # The SDK's sandbox, without re-entering it for every payload (app/core/sandbox.py).
+        "workflow_runner": SandboxedRunner(),
         # In-flight LLM calls get this long to finish when the worker is stopped.
         "graceful_shutdown_timeout": timedelta(seconds=30),
     }
