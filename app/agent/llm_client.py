@@ -10,6 +10,7 @@ and keys are read here, inside the worker, and never travel through Temporal.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from app.core.config import load_env
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
+
+    from app.agent.offline_model import OfflineAgentLLM
 
 # Switch models here (or with LLM_MODEL); any LiteLLM model string works.
 DEFAULT_MODEL = "openai/gpt-4o-mini"
@@ -79,12 +82,10 @@ def litellm_module() -> Any:
     load_env()
     import litellm
 
-    from app.agent.offline_model import OfflineAgentLLM
-
     if not any(p.get("provider") == "offline" for p in litellm.custom_provider_map):
         litellm.custom_provider_map = [
             *litellm.custom_provider_map,
-            {"provider": "offline", "custom_handler": OfflineAgentLLM()},
+            {"provider": "offline", "custom_handler": offline_model()},
         ]
         litellm.suppress_debug_info = True
         # Known to LiteLLM's model table: free, and with a context size for trimming.
@@ -104,6 +105,14 @@ def litellm_module() -> Any:
             }
         )
     return litellm
+
+
+@functools.cache
+def offline_model() -> OfflineAgentLLM:
+    """The offline model's LiteLLM handler (importing it imports LiteLLM)."""
+    from app.agent.offline_model import OfflineAgentLLM
+
+    return OfflineAgentLLM()
 
 
 def choose_model(settings: LLMSettings | None = None) -> ModelChoice:
@@ -131,6 +140,13 @@ async def complete(
     """One chat completion with native tool calling; returns the response and the model used."""
     settings = settings or LLMSettings.from_env()
     model = choose_model(settings).model
+    if model.startswith("offline/"):
+        # A function in this process: litellm.acompletion's per-call work (a thread hop, logging,
+        # two cost look-ups) cost ten times what the model does (bench/README.md).
+        response = await offline_model().acompletion(
+            model=model, messages=messages, optional_params={"tools": tools}
+        )
+        return response, model
     kwargs: dict[str, Any] = {
         "model": model,
         "messages": messages,
