@@ -3,7 +3,9 @@
 Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
 (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
 server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) from the
-environment or `.env`. Ctrl-C lets in-flight LLM calls finish before it stops.
+environment or `.env`. It polls at once and loads LiteLLM (seconds) in the background; a
+planning call that arrives first waits for it. Ctrl-C lets in-flight LLM calls finish before it
+stops.
 """
 
 from __future__ import annotations
@@ -13,29 +15,33 @@ import logging
 
 from temporalio.client import Client
 
-from app.agent.llm_client import ModelChoice, choose_model, litellm_module
+from app.agent.llm_client import READY_TEXT, choose_model, litellm_ready, warm_up
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped
 
 
-def warm_up() -> ModelChoice:
-    """Import LiteLLM and choose the model, before the first LLM call needs them."""
-    # choose_model() alone skips the import for offline models and explicit keys; the first
-    # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
-    litellm_module()
-    return choose_model()
+async def log_model_when_warm() -> None:
+    """Say which model answers once LiteLLM is imported (the demo waits for this line)."""
+    await litellm_ready()
+    choice = await asyncio.to_thread(choose_model)
+    logging.getLogger(__name__).info("%s %s", READY_TEXT, choice.describe())
 
 
 async def main(client: Client | None = None) -> None:
     configure_logging()
-    # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
-    warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR.namespace)
     worker = orchestrator_worker(client)
-    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
-    await run_until_stopped(worker, "Orchestrator worker")
+    tasks: set[asyncio.Task[None]] = set()
+
+    def start_warm_up() -> None:
+        # Importing LiteLLM takes seconds: poll first, then import it in a thread; a planning
+        # call that arrives meanwhile waits for it (app.agent.llm_client.litellm_ready).
+        warm_up()
+        tasks.add(asyncio.create_task(log_model_when_warm()))
+
+    await run_until_stopped(worker, "Orchestrator worker", once_polling=start_warm_up)
 
 
 if __name__ == "__main__":

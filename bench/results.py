@@ -172,6 +172,9 @@ class Report:
     rss_mib: dict[str, dict[str, float]] = field(default_factory=dict)
     startup: StartupResult | None = None
     profile: ProfileResult | None = None
+    # CPU ms of one litellm.acompletion call (offline provider, in process): what a real
+    # provider's planning call adds to the figures here, besides the network and the model.
+    litellm_call_cpu_ms: float | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
 
     def write_json(self, path: Path) -> None:
@@ -467,4 +470,11 @@ def _render_targets(report: Report) -> str:
         if cores
         else ""
     )
-    return f"Targets{load}\n" + table(["target", "measured", "limit", ""], rows)
+    litellm = (
+        f"\nWith a real provider each planning call also pays LiteLLM's own work: "
+        f"{report.litellm_call_cpu_ms:.2f} ms of CPU per litellm.acompletion call in this run "
+        "(the offline model skips it)."
+        if report.litellm_call_cpu_ms is not None
+        else ""
+    )
+    return f"Targets{load}\n" + table(["target", "measured", "limit", ""], rows) + litellm

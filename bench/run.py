@@ -51,7 +51,9 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
+from app.agent.llm_client import OFFLINE_MODEL, litellm_ready
 from app.agent.models import AgentConfig, AgentResult
+from app.agent.tool_catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import find_binary
 from app.core.names import PROJECT_ROOT
@@ -213,6 +215,27 @@ def rss_mib(stack: Stack) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------
 # The measurements
+
+
+async def measure_litellm_call(calls: int = 200) -> float:
+    """CPU ms of one `litellm.acompletion` call to the offline provider, in this process.
+
+    The agent calls the offline model directly; a real provider goes through LiteLLM, whose own
+    per-call work (set-up in a thread, logging, cost look-ups) is this, on top of the network.
+    """
+    litellm = await litellm_ready()
+    request = {
+        "model": OFFLINE_MODEL,
+        "messages": [{"role": "user", "content": "Calculate 15 * 23"}],
+        "tools": tool_schemas(),
+    }
+    for _ in range(20):
+        await litellm.acompletion(**request)
+    before = time.process_time()
+    for _ in range(calls):
+        await litellm.acompletion(**request)
+    await asyncio.sleep(0.2)  # LiteLLM logs each call in a background task
+    return (time.process_time() - before) * 1000 / calls
 
 
 async def measure_lower_bound(settings: Settings) -> list[LowerBoundResult]:
@@ -584,6 +607,7 @@ async def benchmark(settings: Settings) -> Report:
     progress(f"lower bound: {settings.turns} turns per kind in process, no Temporal")
     before = (machine_busy_seconds(), cpu_seconds(os.getpid()), time.perf_counter())
     report.lower_bound = await measure_lower_bound(settings)
+    report.litellm_call_cpu_ms = round(await measure_litellm_call(), 2)
     machine, client, wall = (
         machine_busy_seconds() - before[0],
         cpu_seconds(os.getpid()) - before[1],

@@ -8,12 +8,15 @@ LiteLLM's provider `offline`, but `plan_next_action` calls it directly, without
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from app.agent import llm_client
 from app.agent.activities import plan_next_action
 from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model, litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
@@ -159,3 +162,27 @@ def test_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     settings = LLMSettings.from_env()
     assert settings.model == "gemini/gemini-2.0-flash"
     assert settings.fallbacks == ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
+
+
+async def test_a_cancelled_planning_call_leaves_the_litellm_warm_up_running(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # A planning attempt that times out while LiteLLM loads is cancelled; the next attempt must
+    # still get LiteLLM, not the cancellation.
+    loaded = object()
+
+    def slow_import() -> object:
+        time.sleep(0.3)
+        return loaded
+
+    monkeypatch.setattr(llm_client, "litellm_module", slow_import)
+    llm_client.warm_up.cache_clear()
+    try:
+        first_attempt = asyncio.ensure_future(llm_client.litellm_ready())
+        await asyncio.sleep(0.05)
+        first_attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first_attempt
+        assert await llm_client.litellm_ready() is loaded
+    finally:
+        llm_client.warm_up.cache_clear()

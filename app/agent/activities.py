@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import json
 import re
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.agent.llm_client import LLMSettings, complete, litellm_module, redact
+from app.agent.llm_client import LLMSettings, complete, litellm_module, litellm_ready, redact
 from app.agent.models import (
     Message,
     PlanInput,
@@ -163,9 +162,8 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     messages += [message.to_chat() for message in input.messages]
     try:
         async with heartbeating():
-            if "litellm" not in sys.modules:
-                # The first import takes seconds: off the event loop, so heartbeats go on.
-                await asyncio.to_thread(litellm_module)
+            # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
+            await litellm_ready()
             messages = fit_to_context(settings.model, messages, tools)
             response, model = await complete(messages, tools, settings)
     except ApplicationError:

@@ -9,10 +9,13 @@ and keys are read here, inside the worker, and never travel through Temporal.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import functools
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -29,6 +32,8 @@ DEFAULT_MODEL = "openai/gpt-4o-mini"
 
 OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
+# The orchestrator worker logs this, then the model, once LiteLLM is loaded.
+READY_TEXT = "LiteLLM loaded; model:"
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,37 @@ def litellm_module() -> Any:
             }
         )
     return litellm
+
+
+@functools.cache
+def warm_up() -> concurrent.futures.Future[Any]:
+    """Import LiteLLM in a background thread, once; the future holds the module when done.
+
+    The orchestrator worker starts this after it begins polling, so a new worker takes tasks at
+    once instead of seconds later; the first planning call awaits it (`litellm_ready`).
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    # Running futures cannot be cancelled: a planning call cancelled while it waits (a timeout)
+    # would otherwise cancel the warm-up for every later call.
+    future.set_running_or_notify_cancel()
+
+    def load() -> None:
+        try:
+            future.set_result(litellm_module())
+        except BaseException as err:  # the awaiting activity reports it
+            future.set_exception(err)
+
+    threading.Thread(target=load, name="litellm-warm-up", daemon=True).start()
+    return future
+
+
+async def litellm_ready() -> Any:
+    """LiteLLM, once the warm-up thread has imported it, without blocking the event loop.
+
+    Checking `"litellm" in sys.modules` is not enough: the module is there as soon as its import
+    starts, and importing it again on the event loop would then wait for the other thread.
+    """
+    return await asyncio.wrap_future(warm_up())
 
 
 @functools.cache

@@ -10,12 +10,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from temporalio.worker import Worker
 
 
-async def run_until_stopped(worker: Worker, description: str) -> None:
-    """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout."""
+async def run_until_stopped(
+    worker: Worker, description: str, once_polling: Callable[[], object] | None = None
+) -> None:
+    """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout.
+
+    `once_polling` runs as soon as the worker polls (the orchestrator starts its warm-up there).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -25,6 +31,8 @@ async def run_until_stopped(worker: Worker, description: str) -> None:
         logging.getLogger(__name__).info(
             "%s: polling task queue %s", description, worker.task_queue
         )
+        if once_polling is not None:
+            once_polling()
         await stop.wait()
         logging.getLogger(__name__).info("%s: shutting down", description)
 
