@@ -525,6 +525,9 @@ def notes(settings: Settings, orchestrator: list[str]) -> list[str]:
         "from /proc/<pid>/stat over the timed part.",
         "Memory: VmRSS from /proc/<pid>/status. 'started' is once every worker polls, before "
         "the first turn; 'idle' is after the sequential turns, with every conversation ended.",
+        "Start-up: `uv run demo` with LLM_MODEL=offline/agent, like every worker here. With a "
+        "provider model (e.g. openai/gpt-4o-mini) the demo itself imports LiteLLM to name the "
+        "model in its banner (choose_model -> validate_environment), which adds seconds.",
         "Background load: the machine is shared; 'others' is the CPU every other process used "
         "while a figure was taken (from /proc/stat). Latency and throughput suffer when it is "
         "high: compare runs only at similar background load.",
