@@ -5,8 +5,9 @@ Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environm
 server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) and the
 budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`) from the environment or `.env`.
 It refuses to start, with one line saying what to run, when the Nexus endpoints its tools route to
-or the agent's search attributes are missing. Ctrl-C lets in-flight LLM calls finish before it
-stops.
+or the agent's search attributes are missing. It polls at once and loads LiteLLM (seconds) in the
+background; a planning call that arrives first waits for it. Ctrl-C lets in-flight LLM calls
+finish before it stops.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import logging
 
 from temporalio.client import Client
 
-from app.agent.llm_client import BudgetSettings
-from app.agent.worker import orchestrator_worker, startup_problem, warm_up
+from app.agent.llm_client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
+
+
+async def log_model_when_warm(budget: BudgetSettings) -> None:
+    """Say which model answers once LiteLLM is imported (the demo waits for this line)."""
+    await litellm_ready()
+    choice = await asyncio.to_thread(prepare_model)
+    log = logging.getLogger(__name__)
+    log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
+    log.info("%s %s", READY_TEXT, choice.describe())
 
 
 async def main(client: Client | None = None) -> None:
@@ -30,16 +40,18 @@ async def main(client: Client | None = None) -> None:
     except ValueError as err:
         raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
     client = client or await connect(ORCHESTRATOR.namespace)
-    # Checked before LiteLLM's import starts, so a worker that cannot serve exits at once.
     if (problem := await startup_problem(client)) is not None:
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
-    # Importing LiteLLM takes seconds: pay it now, off the event loop, not on the first message.
-    warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     worker = orchestrator_worker(client)
-    log = logging.getLogger(__name__)
-    log.info("Model: %s", (await warming_up).describe())
-    log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
-    await run_until_stopped(worker, "Orchestrator worker")
+    tasks: set[asyncio.Task[None]] = set()
+
+    def start_warm_up() -> None:
+        # Importing LiteLLM takes seconds: poll first, then import it in a thread; a planning
+        # call that arrives meanwhile waits for it (app.agent.llm_client.litellm_ready).
+        warm_up()
+        tasks.add(asyncio.create_task(log_model_when_warm(budget)))
+
+    await run_until_stopped(worker, "Orchestrator worker", once_polling=start_warm_up)
 
 
 if __name__ == "__main__":

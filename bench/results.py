@@ -147,6 +147,14 @@ class StartupResult:
 
 
 @dataclass
+class ProfileResult:
+    """py-spy's samples of the orchestrator worker during the sequential turns."""
+
+    raw_path: str
+    summary: str
+
+
+@dataclass
 class Report:
     """Everything one benchmark run measured."""
 
@@ -163,6 +171,10 @@ class Report:
     throughput: list[ThroughputResult] = field(default_factory=list)
     rss_mib: dict[str, dict[str, float]] = field(default_factory=dict)
     startup: StartupResult | None = None
+    profile: ProfileResult | None = None
+    # CPU ms of one litellm.acompletion call (offline provider, in process): what a real
+    # provider's planning call adds to the figures here, besides the network and the model.
+    litellm_call_cpu_ms: float | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
 
     def write_json(self, path: Path) -> None:
@@ -253,6 +265,7 @@ def render(report: Report) -> str:
         _render_spans("main", report.main),
         _render_spans("baseline", report.baseline),
         _render_startup(report),
+        _render_profile(report),
         _render_targets(report),
         "Notes:\n" + "\n".join(f"- {note}" for note in report.notes),
     ]
@@ -322,8 +335,9 @@ def _render_comparison(report: Report) -> str:
     headers = ["turn kind", "no-Temporal p50", "planner p50", "Temporal adds"]
     headers += ["ratio", "baseline p50", "speed-up p50", "p95"]
     return (
-        "2-3. Lower bound (same planner and tools, plain in-process loop) and baseline "
-        "(default dev server, plain activities, no eager activities), ms\n" + table(headers, rows)
+        "2-3. Lower bound (same planner and tools, plain in-process loop) and baseline (this "
+        "project on the dev server's default settings, plain activities, no eager start), ms\n"
+        + table(headers, rows)
     )
 
 
@@ -427,11 +441,40 @@ def _render_startup(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _render_profile(report: Report) -> str:
+    if report.profile is None:
+        return ""
+    return (
+        f"Profile of the orchestrator worker during the sequential turns (py-spy; raw stacks in "
+        f"{report.profile.raw_path}, open them in https://www.speedscope.app)\n"
+        + report.profile.summary
+    )
+
+
 def _render_targets(report: Report) -> str:
     if not report.targets:
         return ""
     rows = [
-        [t["target"], t["measured"], t["limit"], "met" if t["met"] else "MISSED"]
+        [
+            t["target"],
+            "-" if t["measured"] is None else f"{t['measured']:.2f}",
+            t["limit"],
+            "PASS" if t["met"] else "MISS",
+        ]
         for t in report.targets
     ]
-    return "Targets\n" + table(["target", "measured", "limit", ""], rows)
+    cores = report.other_processes_cores
+    load = (
+        f" (background load: other processes used up to {max(cores.values()):.2f} of "
+        f"{report.environment['cpus']} cores; compare figures at similar load)"
+        if cores
+        else ""
+    )
+    litellm = (
+        f"\nWith a real provider each planning call also pays LiteLLM's own work: "
+        f"{report.litellm_call_cpu_ms:.2f} ms of CPU per litellm.acompletion call in this run "
+        "(the offline model skips it)."
+        if report.litellm_call_cpu_ms is not None
+        else ""
+    )
+    return f"Targets{load}\n" + table(["target", "measured", "limit", ""], rows) + litellm

@@ -22,6 +22,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from app.agent.llm_client import READY_TEXT
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import NEXUS_DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
 from app.core.processes import Child, free_port
@@ -72,7 +73,7 @@ async def spawn(name: str, argv: Sequence[str], env: dict[str, str], log_dir: Pa
     )
 
 
-async def wait_for_log(child: Child, text: str, timeout: float = 60.0) -> None:
+async def wait_for_log(child: Child, text: str, timeout: float = 180.0) -> None:
     """Wait until `text` appears in the child's log; fail with the log if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -216,4 +217,7 @@ async def running_stack(
         if orchestrator_argv is not None:
             programs = {ORCHESTRATOR_WORKER: list(orchestrator_argv), **programs}
         await stack.start_workers(programs)
+        if orchestrator_argv is not None:
+            # It polls before LiteLLM is loaded; the figures are of a warm worker.
+            await wait_for_log(stack.workers[ORCHESTRATOR_WORKER], READY_TEXT)
         yield stack

@@ -2,8 +2,8 @@
 
 `orchestrator_worker.py` is the program users run; this one builds its worker with the same
 factory (`app.agent.worker.orchestrator_worker`) and adds the `Worker` options the benchmark
-compares. The baseline runs it with `--disable-eager-activity-execution`, as the original
-sample ran. Run it with
+compares. The default-settings run (the "baseline") runs it with
+`--disable-eager-activity-execution`. Run it with
 `python bench/worker.py --help`; it reads `TEMPORAL_ADDRESS` and the model settings from the
 environment like every worker program.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 
-from app.agent.llm_client import choose_model
+from app.agent.llm_client import READY_TEXT, choose_model, litellm_ready
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR
@@ -74,10 +74,13 @@ def worker_options(args: argparse.Namespace) -> dict[str, Any]:
 async def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging()
+    # Loaded before polling, unlike orchestrator_worker.py: variants are compared warm.
+    await litellm_ready()
     choice = await asyncio.to_thread(choose_model)
     options = worker_options(args)
     logging.getLogger(__name__).info(
-        "Model: %s; workflow %s; worker options: %s",
+        "%s %s; workflow %s; worker options: %s",
+        READY_TEXT,
         choice.describe(),
         args.workflow,
         options,

@@ -440,6 +440,10 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
         ("assistant", "15 * 23 = 345"),
     ]
     assert [m.role for m in view.messages] == ["user", "assistant", "tool", "assistant"]
-    # The killed attempt never completed: the first call's recorded attempt is the retry.
-    assert plan_attempts(history) == [2, 1]
+    # The killed attempt never completed: the first call's recorded attempt is a retry. The new
+    # worker polls before it has loaded LiteLLM, and a retry that waits for it can outlast this
+    # test's 5 s timeout, so it may be the second attempt or a later one.
+    first_call, second_call = plan_attempts(history)
+    assert first_call >= 2
+    assert second_call == 1
     await replay(history)

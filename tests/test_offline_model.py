@@ -1,19 +1,24 @@
-"""The offline model through the real `plan_next_action` activity and LiteLLM's tool-calling path.
+"""The offline model through the real `plan_next_action` activity.
 
 Each README example is checked twice: the first planning call must ask for the right tool with the
-right arguments, and the second, given a tool result, must answer from it.
+right arguments, and the second, given a tool result, must answer from it. The offline model is
+LiteLLM's provider `offline`, but `plan_next_action` calls it directly, without
+`litellm.acompletion`'s per-call work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from app.agent import llm_client
 from app.agent.activities import plan_next_action
-from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model
+from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model, litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 
 
@@ -107,6 +112,26 @@ async def test_offline_model_answers_from_tool_results(
     assert expected in (output.message.content or "")
 
 
+async def test_offline_model_answers_without_litellm_acompletion(monkeypatch: pytest.MonkeyPatch):
+    # LiteLLM's per-call work (a thread hop, logging, two cost look-ups) cost about ten times
+    # what the offline model itself does (bench/README.md).
+    async def acompletion(**kwargs: Any) -> Any:
+        raise AssertionError(f"litellm.acompletion called for {kwargs.get('model')}")
+
+    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    output = await plan([Message.user("Calculate 15 * 23")])
+    assert output.model == OFFLINE_MODEL
+    assert called(output) == [("calculator", {"expression": "15 * 23"})]
+
+
+async def test_litellm_still_knows_the_offline_model():
+    # Anyone calling LiteLLM directly (or naming it as a fallback) still reaches it.
+    response = await litellm_module().acompletion(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": "Echo hi"}], tools=[]
+    )
+    assert "offline model" in response.choices[0].message.content
+
+
 async def test_offline_model_is_honest_about_what_it_cannot_do():
     output = await plan([Message.user("Write me a sonnet about the sea")])
     answer = output.message.content or ""
@@ -137,3 +162,27 @@ def test_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     settings = LLMSettings.from_env()
     assert settings.model == "gemini/gemini-2.0-flash"
     assert settings.fallbacks == ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
+
+
+async def test_a_cancelled_planning_call_leaves_the_litellm_warm_up_running(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # A planning attempt that times out while LiteLLM loads is cancelled; the next attempt must
+    # still get LiteLLM, not the cancellation.
+    loaded = object()
+
+    def slow_import() -> object:
+        time.sleep(0.3)
+        return loaded
+
+    monkeypatch.setattr(llm_client, "litellm_module", slow_import)
+    llm_client.warm_up.cache_clear()
+    try:
+        first_attempt = asyncio.ensure_future(llm_client.litellm_ready())
+        await asyncio.sleep(0.05)
+        first_attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first_attempt
+        assert await llm_client.litellm_ready() is loaded
+    finally:
+        llm_client.warm_up.cache_clear()

@@ -30,6 +30,7 @@ from app.agent.models import AgentConfig, Message
 from app.agent.sending import is_run_full, send_message
 from app.agent.workflow import RUN_FULL, AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
+from app.core.errors import failure_message
 from tests.doubles import AgentHarness, ScriptedLLM, history, says
 
 
@@ -222,7 +223,12 @@ async def test_a_run_continues_as_new_when_the_server_suggests_it(
     )
     async with harness.worker():
         handle = await harness.start()
-        answers = [await send_message(handle, f"m{i}") for i in range(12)]
+        answers = []
+        for i in range(12):
+            try:
+                answers.append(await send_message(handle, f"m{i}"))
+            except WorkflowUpdateFailedError as err:  # say which refusal, not just "failed"
+                raise AssertionError(f"m{i}: {failure_message(err)}") from err
         runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
     print(f"\nturns per run: {[run.accepted for run in runs]}")
     assert answers == [f"answer to m{i}" for i in range(12)]

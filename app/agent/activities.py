@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from app.agent.llm_client import (
     candidate_models,
     complete,
     litellm_module,
+    litellm_ready,
     response_usage,
 )
 from app.agent.models import (
@@ -131,9 +131,8 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     messages += [message.to_chat() for message in input.messages]
     try:
         async with heartbeating():
-            if "litellm" not in sys.modules:
-                # The first import takes seconds: off the event loop, so heartbeats go on.
-                await asyncio.to_thread(litellm_module)
+            # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
+            await litellm_ready()
             # Trim for the models that may answer: the offline model when the configured one
             # has no key, and the fallbacks.
             messages = fit_to_context(candidate_models(settings), messages, tools)

