@@ -89,6 +89,8 @@ class AgentConfig(BaseModel):
     nexus_timeout_seconds: float = 20.0
     # Local tools are short and local: a local activity saves two round trips to the server.
     local_tools_as_local_activities: bool = True
+    # A tool call that needs a person's approval and gets no decision this soon counts as denied.
+    approval_timeout_seconds: float = 600.0
 
 
 class AgentInput(BaseModel):
@@ -119,7 +121,7 @@ class ConversationView(BaseModel):
 class AgentStatus(BaseModel):
     """What the agent is doing right now, for the client's progress line."""
 
-    state: Literal["idle", "thinking", "calling_tools"] = "idle"
+    state: Literal["idle", "thinking", "calling_tools", "waiting_for_approval"] = "idle"
     detail: str = ""
     turns: int = 0
     queued_messages: int = 0

@@ -4,8 +4,10 @@ Each user message arrives as the Update `send_message` and runs one turn: a hand
 loop that asks the LLM for the next action (`plan_next_action`), runs the tools it asks for (local
 tools through `execute_tool`, remote tools through Nexus endpoints, several at once when the LLM
 asks for several), feeds the results back, and stops when the LLM answers or the step bound is
-reached. The workflow keeps the conversation history itself; turns are served one at a time in
-arrival order; the run continues as new before its event history grows too large.
+reached. A tool that requires approval waits for a person's decision (the Update
+`decide_tool_call`; see `approvals.py`) before it runs. The workflow keeps the conversation
+history itself; turns are served one at a time in arrival order; the run continues as new before
+its event history grows too large.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from app.agent.activities import execute_tool, plan_next_action
+    from app.agent.approvals import Approvals, PendingApprovals, ToolDecision, ToolDecisionResult
     from app.agent.conversation import planner_window
     from app.agent.models import (
         AgentInput,
@@ -62,6 +65,7 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
+        self._approvals = Approvals()
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -114,6 +118,16 @@ class AgentWorkflow:
                 f"the limit is {self._config.max_message_chars:,}"
             )
 
+    @workflow.update
+    def decide_tool_call(self, decision: ToolDecision) -> ToolDecisionResult:
+        """Approve or deny a tool call that waits for a person's decision."""
+        return self._approvals.decide(decision)
+
+    @decide_tool_call.validator
+    def validate_decision(self, decision: ToolDecision) -> None:
+        """Reject a decision on an unknown or already decided call before it enters history."""
+        self._approvals.check(decision)
+
     @workflow.signal
     def end_conversation(self) -> None:
         """End the conversation once the turns already sent have been answered."""
@@ -127,7 +141,12 @@ class AgentWorkflow:
     @workflow.query
     def get_status(self) -> AgentStatus:
         """What the agent is doing right now."""
-        return self._status
+        return self._approvals.shown_in(self._status)
+
+    @workflow.query
+    def get_pending_approvals(self) -> PendingApprovals:
+        """The tool calls waiting for a person's decision."""
+        return PendingApprovals(calls=self._approvals.pending)
 
     def _window(self) -> list[Message]:
         config = self._config
@@ -210,7 +229,14 @@ class AgentWorkflow:
             except ValidationError as err:
                 content = f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
             else:
-                if tool.route is None:
+                refusal = None
+                if tool.requires_approval:
+                    timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+                    arguments = args.model_dump(mode="json")
+                    refusal = await self._approvals.refusal(call, arguments, timeout)
+                if refusal is not None:
+                    content = refusal
+                elif tool.route is None:
                     content = await self._run_local_tool(tool, args)
                 else:
                     content = await self._run_nexus_tool(tool, args)
