@@ -22,12 +22,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from app.agent.activities import execute_tool
-from app.agent.approvals import PendingApproval, ToolDecision, ToolDecisionResult, describe_call
+from app.agent.approvals import ToolDecision, ToolDecisionResult, describe_call
 from app.agent.models import AgentConfig, AgentResult, Message, ToolRequest, ToolResult
 from app.agent.tool_catalog import TOOLS, Tool
 from app.agent.workflow import AgentWorkflow
 from app.it.service import CreateJiraIssueInput
-from tests.doubles import AgentHarness, ScriptedLLM, call, history, says, tools_then_answer
+from tests.doubles import (
+    AgentHarness,
+    ScriptedLLM,
+    call,
+    history,
+    pending_calls,
+    says,
+    tools_then_answer,
+)
 
 ISSUE = {"project": "PROJ", "summary": "The login page is slow", "priority": "High"}
 
@@ -48,17 +56,6 @@ def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[CreateJiraIssueInp
     stand_in = Tool(real.name, real.input_model, function=create, requires_approval=True)
     monkeypatch.setitem(TOOLS, "create_jira_issue", stand_in)
     yield issues
-
-
-async def pending_calls(handle: Handle, count: int = 1) -> list[PendingApproval]:
-    """The pending approvals, once there are `count` of them."""
-    deadline = time.monotonic() + 15
-    while True:
-        calls = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
-        if len(calls) == count:
-            return calls
-        assert time.monotonic() < deadline, f"expected {count} pending calls, got {calls}"
-        await asyncio.sleep(0.05)
 
 
 async def start_turn(handle: Handle, text: str):  # type: ignore[no-untyped-def]

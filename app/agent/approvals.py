@@ -134,13 +134,14 @@ class Approvals:
         )
         self._publish()
         workflow.logger.info("Tool call %s (%s) waits for approval", call_id, call.name)
+        # No `finally` here: when the worker evicts the workflow, the coroutine is closed inside
+        # this wait, and workflow calls are no longer allowed.
         try:
             await workflow.wait_condition(lambda: call_id in self._decisions, timeout=timeout)
         except TimeoutError:
             pass
-        finally:
-            self._pending.pop(call_id, None)
-            self._publish()
+        self._pending.pop(call_id, None)
+        self._publish()
         decision = self._decisions.pop(call_id, None)
         if decision is None:
             self._outcomes[call_id] = "timed out"
