@@ -37,7 +37,11 @@ from tests.doubles import (
     tools_then_answer,
 )
 
-ISSUE = {"project": "PROJ", "summary": "The login page is slow", "priority": "High"}
+ISSUE: dict[str, object] = {
+    "project": "PROJ",
+    "summary": "The login page is slow",
+    "priority": "High",
+}
 
 Handle = WorkflowHandle[AgentWorkflow, AgentResult]
 

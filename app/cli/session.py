@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
+from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
 from app.cli.retries import (
     ChatError,
     ConversationClosed,
@@ -93,6 +94,7 @@ class ChatSession:
         self._handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
         self.is_open = False
         self._in_flight: _Turn | None = None
+        self.approvals = ApprovalDesk(terminal, lambda: self.handle, self.command, QUIT_WORDS)
 
     @property
     def handle(self) -> WorkflowHandle[AgentWorkflow, AgentResult]:
@@ -162,7 +164,7 @@ class ChatSession:
         """Read and answer lines until quit, end of input or `/end`; returns the exit code."""
         try:
             while True:
-                line = await self.terminal.read_line("You: ")
+                line = await self.approvals.next_line("You: ")
                 if line is None:
                     if self.terminal.interactive:
                         self.terminal.say("")
@@ -180,6 +182,8 @@ class ChatSession:
         except FatalChatError as err:
             self.terminal.error(str(err))
             return 1
+        except LeaveChat:
+            return 0
         except asyncio.CancelledError:
             if self.terminal.interactive:
                 self.terminal.say("")  # leave the prompt's line before saying goodbye
@@ -191,7 +195,7 @@ class ChatSession:
         """Run one slash command; True when the chat should end."""
         name = text.split()[0].lower()
         if name == "/help":
-            self.terminal.say(HELP)
+            self.terminal.say(f"{HELP}\n{APPROVAL_HELP}")
         elif name == "/history":
             await self.show_history()
         elif name == "/new":
@@ -206,6 +210,8 @@ class ChatSession:
         elif name == "/end":
             await self.end()
             return True
+        elif name in APPROVAL_COMMANDS:
+            await self.approvals.command(text)
         else:
             self.terminal.error(f"Error: unknown command {name}: /help lists the commands")
         return False
@@ -262,6 +268,7 @@ class ChatSession:
         """Say how to come back to a conversation that stays open."""
         if not self.is_open:
             return
+        self.approvals.goodbye()
         if self._in_flight is not None and self._in_flight.accepted:
             self.terminal.say(
                 "The agent is still working on your last message; /history will show its "
@@ -285,7 +292,7 @@ class ChatSession:
         try:
             update = await self._deliver(text, f"message-{uuid.uuid4()}")
             turn.accepted = True
-            return await self._answer(update)
+            return await self.approvals.during(self._answer(update))
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
