@@ -3,7 +3,7 @@
 The orchestrator and IT workers run in this process against the dev server (offline model, a
 fresh sample Jira per test); the client runs as people run it. Piped input decides with
 `/approve` and `/deny` while the turn waits, a second client attached to the conversation can
-decide, and a terminal asks `Allow ...? [y/N]`.
+decide (and shows the answer), and a terminal asks `Allow ...? [y/N]`.
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ async def test_a_second_client_attached_to_the_conversation_decides(
     assert waiting[2].startswith("    /approve call_2_0 or /deny call_2_0 [note]; counts as")
     assert waiting[3:6] == waiting[0:3]
     assert waiting[6] == "Approved: create_jira_issue runs now."
+    # The turn belongs to the first client; the second one follows it and shows the answer too.
+    assert waiting[7] == CREATED
     assert finished.returncode == 0, finished.stderr
     assert (
         "create_jira_issue (call_2_0) no longer waits: it was decided elsewhere, or timed out."

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from temporalio.service import RPCError
 from app.agent.approvals import PendingApproval, ToolDecision, describe_call
 from app.agent.models import AgentResult
 from app.agent.workflow import AgentWorkflow
-from app.cli.terminal import Terminal
+from app.cli.terminal import Terminal, indent_answer
 from app.core.connection import one_line
 from app.core.errors import failure_message
 
@@ -42,6 +43,8 @@ POLL_SECONDS = 0.25
 PLAIN_POLL_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=2)
 DECISION_TIMEOUT = timedelta(seconds=30)
+# After deciding on another session's turn, wait this long to show the agent's answer here.
+FOLLOW_SECONDS = 60.0
 PROMPT_ARGUMENTS_LIMIT = 60
 _YES = {"y", "yes"}
 _NO = re.compile(r"(?:n|no)(?:[\s:,]+(?P<note>.+))?", re.I | re.S)
@@ -89,16 +92,18 @@ class ApprovalDesk:
         self._input_closed = False
         self._abandoned_question = False
         self._waiting: PendingApproval | None = None
+        self._in_turn = False
 
     async def during(self, answer: Awaitable[str]) -> str:
         """Await the turn's `answer`; meanwhile ask about every call that waits for approval."""
         turn = asyncio.ensure_future(answer)
+        self._in_turn = True
         try:
             while (pending := await self._next_question(turn)) is not None:
                 await self._ask(pending, turn)
             return await turn
         finally:
-            self._waiting = None
+            self._waiting, self._in_turn = None, False
             if not turn.done():
                 turn.cancel()
                 await asyncio.gather(turn, return_exceptions=True)
@@ -113,6 +118,15 @@ class ApprovalDesk:
         if name == "/pending":
             self._list(pending)
             return False
+        decided = await self._decide_by_command(name, rest, pending)
+        if decided and not self._in_turn:
+            # The turn that waited belongs to another client, or to an earlier session.
+            await self._show_answer()
+        return decided
+
+    async def _decide_by_command(
+        self, name: str, rest: str, pending: list[PendingApproval]
+    ) -> bool:
         words = rest.split(maxsplit=1)
         approve = name == "/approve"
         by_id = {p.call_id: p for p in pending}
@@ -130,6 +144,29 @@ class ApprovalDesk:
         else:
             self.terminal.error(f"Error: say which call: {name} CALL_ID (/pending lists them)")
         return False
+
+    async def _show_answer(self) -> None:
+        """Follow the turn a decision let go on, and show its answer when it comes."""
+        handle = self._handle()
+        deadline = time.monotonic() + FOLLOW_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                status = await handle.query(AgentWorkflow.get_status, rpc_timeout=QUERY_TIMEOUT)
+                if status.state == "waiting_for_approval":
+                    await self.announce()  # another call of the turn waits now
+                    return
+                if status.state == "idle" and not status.queued_messages:
+                    view = await handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
+                    break
+            except Exception:  # a query fails in several ways; all mean "not now"
+                continue
+        else:
+            self.terminal.say("The agent is still working on it; /history will show its answer.")
+            return
+        last = view.messages[-1] if view.messages else None
+        if last is not None and last.role == "assistant" and last.content:
+            self.terminal.say(indent_answer("Agent: ", last.content))
 
     async def decide(self, call_id: str, approve: bool, note: str, tool: str = "") -> bool:
         """Send one decision; True when the workflow recorded it."""
