@@ -222,7 +222,10 @@ async def test_the_validator_rejects_decisions_that_cannot_apply(
         await turn.result()
         events = (await handle.fetch_history()).events
     assert isinstance(rejected.value.cause, ApplicationError)
-    assert rejected.value.cause.message == error
+    assert (rejected.value.cause.type, rejected.value.cause.message) == (
+        "InvalidToolDecision",
+        error,
+    )
     assert [p.call_id for p in still_pending] == ["c1"]
     assert isinstance(twice.value.cause, ApplicationError)
     assert twice.value.cause.message == "tool call 'c1' was already approved"

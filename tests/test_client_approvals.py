@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
+from app.agent.approvals import ToolDecision
 from app.agent.llm_client import litellm_module
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
@@ -197,7 +198,9 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient):
         await wait_until(lambda: seen(question, 2), 30, "the second question", screen.decode)
         os.write(controller, b"n duplicate of PROJ-100\n")
         await wait_until(lambda: seen("Agent: I did not"), 30, "the answer", screen.decode)
-        os.write(controller, b"quit\n")
+        os.write(controller, b"Create a Jira issue in PROJ: printer jams\n")
+        await wait_until(lambda: seen("? [y/N] ", 3), 30, "the third question", screen.decode)
+        os.write(controller, b"quit\n")  # leaves; the call goes on waiting
         assert await asyncio.wait_for(process.wait(), 20) == 0
     finally:
         if process.returncode is None:
@@ -205,8 +208,19 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient):
         await asyncio.to_thread(reader.join, 5)
         os.close(controller)
     text = screen.decode(errors="replace")
+    assert 'Allow create_jira_issue(project=PROJ, summary="Printer jams", ...)? [y/N]' in text
     assert "Approved: create_jira_issue runs now." in text
     assert "Denied: create_jira_issue will not run; the agent is told why." in text
     assert DENIED.removeprefix("Agent: ") in text
+    assert re.search(
+        r"create_jira_issue \(call_10_0\) still waits for approval until \d\d:\d\d:\d\d \w+: "
+        r"resume and /approve call_10_0 or /deny call_10_0 \[note\]\.",
+        text,
+    ), text
     assert [issue.key for issue in jira.created.values()] == ["PROJ-124"]
-    await end(stack, text.split("Conversation: ")[1].split()[0])
+    conversation = text.split("Conversation: ")[1].split()[0]
+    handle = stack.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    [pending] = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+    decision = ToolDecision(call_id=pending.call_id, approve=False)
+    await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
+    await end(stack, conversation)

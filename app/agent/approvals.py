@@ -150,31 +150,29 @@ class Approvals:
         return None if decision.approve else denial(decision)
 
     def check(self, decision: ToolDecision) -> None:
-        """Raise ValueError, with a message for the person deciding, if `decision` cannot apply."""
+        """Raise `InvalidToolDecision`, saying why, if `decision` cannot apply."""
+        problem = self._problem(decision)
+        if problem is not None:
+            raise ApplicationError(problem, type="InvalidToolDecision", non_retryable=True)
+
+    def _problem(self, decision: ToolDecision) -> str | None:
         if len(decision.note) > NOTE_LIMIT:
-            raise ValueError(
-                f"the note has {len(decision.note):,} characters; the limit is {NOTE_LIMIT:,}"
-            )
+            return f"the note has {len(decision.note):,} characters; the limit is {NOTE_LIMIT:,}"
         if decision.call_id in self._decisions:
             outcome = "approved" if self._decisions[decision.call_id].approve else "denied"
-            raise ValueError(f"tool call {decision.call_id!r} was already {outcome}")
+            return f"tool call {decision.call_id!r} was already {outcome}"
         if decision.call_id in self._pending:
-            return
+            return None
         if (ended := self._outcomes.get(decision.call_id)) is not None:
             already = "timed out, which counts as denied" if ended == "timed out" else ended
-            raise ValueError(f"tool call {decision.call_id!r} was already {already}")
+            return f"tool call {decision.call_id!r} was already {already}"
         waiting = ", ".join(repr(call_id) for call_id in self._pending) or "none"
-        raise ValueError(
-            f"no tool call {decision.call_id!r} is waiting for approval (waiting: {waiting})"
-        )
+        return f"no tool call {decision.call_id!r} is waiting for approval (waiting: {waiting})"
 
     def decide(self, decision: ToolDecision) -> ToolDecisionResult:
         """Record `decision`; the waiting call wakes up and runs or reports the denial."""
-        try:
-            # Two decisions validated in the same workflow task both passed the validator.
-            self.check(decision)
-        except ValueError as err:
-            raise ApplicationError(str(err), type="InvalidToolDecision") from None
+        # Checked again: two decisions validated in the same workflow task both passed.
+        self.check(decision)
         pending = self._pending[decision.call_id]
         self._decisions[decision.call_id] = decision
         self._outcomes[decision.call_id] = "approved" if decision.approve else "denied"

@@ -34,9 +34,9 @@ from app.core.errors import failure_message
 
 APPROVAL_COMMANDS = ("/approve", "/deny", "/pending")
 APPROVAL_HELP = """Tools that change things wait for your approval:
-  y / n [note]          answer the question the chat asks (on a terminal)
-  /pending              list the tool calls that wait
-  /approve [CALL_ID]    let one run (CALL_ID may be left out when only one waits)
+  y, or n [note]          answer the question the chat asks (on a terminal)
+  /pending                list the tool calls that wait
+  /approve [CALL_ID]      let one run (CALL_ID may be left out when only one waits)
   /deny [CALL_ID] [note]  refuse it; the agent reads the note"""
 # How often a running turn is checked for calls that wait (and for calls decided elsewhere).
 POLL_SECONDS = 0.25
@@ -103,8 +103,10 @@ class ApprovalDesk:
                 await self._ask(pending, turn)
             return await turn
         finally:
-            self._waiting, self._in_turn = None, False
-            if not turn.done():
+            self._in_turn = False
+            if turn.done():
+                self._waiting = None
+            else:  # leaving mid-turn: goodbye() says what still waits
                 turn.cancel()
                 await asyncio.gather(turn, return_exceptions=True)
 
@@ -268,6 +270,8 @@ class ApprovalDesk:
                 return
             gone.cancel()
             line = read.result()
+            if line is None and self.terminal.interactive:
+                raise LeaveChat  # Ctrl-D leaves, as it does at the chat's own prompt
             if line is None:
                 self._input_closed = True
                 self.terminal.error(
