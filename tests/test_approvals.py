@@ -18,8 +18,10 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from app.agent.activities import execute_tool
 from app.agent.approvals import ToolDecision, ToolDecisionResult, describe_call
@@ -97,6 +99,11 @@ async def test_an_approved_call_runs_and_the_llm_reads_its_result(
         answer = await turn.result()
         after = await handle.query(AgentWorkflow.get_pending_approvals)
         details_after = await current_details(handle)
+        recorded = await handle.fetch_history()
+    # The wait, the decision and the details replay deterministically.
+    await Replayer(
+        workflows=[AgentWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(recorded)
     assert (pending.call_id, pending.tool) == ("c1", "create_jira_issue")
     assert pending.arguments == {**ISSUE, "description": ""}
     assert pending.expires_at - pending.asked_at == timedelta(minutes=10)
