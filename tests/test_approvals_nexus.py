@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateHandle, Work
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
+from app.agent.activities import execute_tool
 from app.agent.approvals import ToolDecision
 from app.agent.llm_client import litellm_module
 from app.agent.models import AgentInput, AgentResult
@@ -33,7 +35,7 @@ from app.core.tool_errors import InvalidToolArguments
 from app.it.activities import SampleJiraClient, issue_fields
 from app.it.service import CreateJiraIssueInput, CreateJiraIssueOutput
 from tests.conftest import client_for
-from tests.doubles import pending_calls
+from tests.doubles import ScriptedLLM, call, pending_calls, tools_then_answer
 from tests.test_nexus import RecordNamespaces, handler_workers
 
 Handle = WorkflowHandle[AgentWorkflow, AgentResult]
@@ -215,6 +217,39 @@ async def test_the_wait_survives_an_orchestrator_restart_and_the_cli_can_decide(
     }, out.decode()
     assert answer.startswith('I created PROJ-124 in PROJ: "The login page is slow"')
     assert len(jira.created) == 1
+
+
+async def test_approved_arguments_that_jira_would_refuse_fail_fast_and_create_nothing(
+    nexus_ready: WorkflowEnvironment, jira: SampleJiraClient
+):
+    client = nexus_ready.client
+    it_client = await client_for(nexus_ready, IT.namespace)
+    bad: dict[str, object] = {"project": "PROJ", "summary": "Slow login", "priority": "P1"}
+    llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", bad, "c1")))
+    before = set(await creating_workflows(it_client))
+    task_queue = f"approvals-{uuid.uuid4()}"
+    async with (
+        handler_workers(nexus_ready, RecordNamespaces(), finance=False),
+        orchestrator_worker(
+            client, task_queue=task_queue, activities=[llm.plan_next_action, execute_tool]
+        ),
+    ):
+        handle = await client.start_workflow(
+            AgentWorkflow.run, AgentInput(), id=f"approvals-{uuid.uuid4()}", task_queue=task_queue
+        )
+        turn = await ask(handle, "create a badly prioritised issue")
+        await pending_calls(handle)
+        started = time.monotonic()
+        await decide(handle, "c1", approve=True)
+        answer = await turn.result()
+        elapsed = time.monotonic() - started
+    assert answer == (
+        "Error: the create_jira_issue tool failed: 'P1' is not a Jira priority: use one of "
+        "Highest, High, Medium, Low, Lowest"
+    )
+    assert elapsed < 10  # non-retryable: nobody waited for the operation's timeout
+    assert jira.created == {}
+    assert set(await creating_workflows(it_client)) == before
 
 
 # --- The IT side's checks, without a server --------------------------------------------------

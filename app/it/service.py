@@ -50,8 +50,7 @@ class GetIpOutput(BaseModel):
 
 
 class CreateJiraIssueInput(BaseModel):
-    """Create a new issue in a Jira project. This changes Jira, so the user is asked to approve
-    each call before it runs; say what you are about to create."""
+    """Create a Jira issue; the user is asked to approve each call before it runs."""
 
     project: str = Field(
         description="The Jira project key, e.g. 'PROJ' or 'OPS'. Not an issue key.",
