@@ -9,6 +9,7 @@ decide (and shows the answer), and a terminal asks `Allow ...? [y/N]`.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import pty
 import re
@@ -25,6 +26,8 @@ from app.agent.approvals import ToolDecision
 from app.agent.llm_client import litellm_module
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
+from app.cli.approvals import ApprovalDesk
+from app.cli.terminal import Terminal
 from app.core.names import IT, PROJECT_ROOT
 from app.core.setup import ensure_nexus_setup
 from app.it.activities import SampleJiraClient
@@ -224,3 +227,42 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient):
     decision = ToolDecision(call_id=pending.call_id, approve=False)
     await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
     await end(stack, conversation)
+
+
+# --- The terminal and the desk, without a server ---------------------------------------------
+
+
+def piped_terminal() -> tuple[Terminal, int, io.StringIO]:
+    """A Terminal reading from a pipe, and the pipe's writing end."""
+    read_end, write_end = os.pipe()
+    stderr = io.StringIO()
+    return Terminal(os.fdopen(read_end), io.StringIO(), stderr), write_end, stderr
+
+
+async def test_a_read_abandoned_by_its_caller_hands_its_line_to_the_next_one():
+    terminal, stdin, _ = piped_terminal()
+    # A question settled elsewhere stops waiting for its answer; the line typed next is not lost.
+    abandoned = asyncio.ensure_future(terminal.read_line(""))
+    await asyncio.sleep(0.1)
+    abandoned.cancel()
+    os.write(stdin, b"hello\nworld\n")
+    assert await asyncio.wait_for(terminal.read_line(""), 5) == "hello"
+    assert await asyncio.wait_for(terminal.read_line(""), 5) == "world"
+    os.close(stdin)
+    assert await asyncio.wait_for(terminal.read_line(""), 5) is None
+
+
+async def test_a_late_y_or_n_is_dropped_and_held_lines_come_first():
+    terminal, stdin, stderr = piped_terminal()
+
+    async def no_command(text: str) -> bool:
+        raise AssertionError(text)
+
+    desk = ApprovalDesk(terminal, lambda: None, no_command, {"quit"})  # type: ignore[arg-type,return-value]
+    desk.held_lines.append("held message")
+    desk._abandoned_question = True  # as after "no longer waits: it was decided elsewhere"
+    os.write(stdin, b"y\nnext message\n")
+    assert await asyncio.wait_for(desk.next_line("You: "), 5) == "held message"
+    assert await asyncio.wait_for(desk.next_line("You: "), 5) == "next message"
+    assert stderr.getvalue() == "That answer came too late: the call was no longer waiting.\n"
+    os.close(stdin)
