@@ -16,7 +16,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio.client import (
     WorkflowHandle,
@@ -88,7 +88,8 @@ class ApprovalDesk:
         self._quit_words = quit_words
         # Piped lines that arrived while a call waited: the chat sends them after the turn.
         self.held_lines: list[str] = []
-        self._asked: set[str] = set()
+        # Asked about already: (call id, when it was asked), as models reuse call ids across turns.
+        self._asked: set[tuple[str, datetime]] = set()
         self._input_closed = False
         self._abandoned_question = False
         self._waiting: PendingApproval | None = None
@@ -241,14 +242,14 @@ class ApprovalDesk:
         poll = POLL_SECONDS if self.terminal.interactive else PLAIN_POLL_SECONDS
         while not turn.done():
             for pending in await self.pending(quiet=True) or []:
-                if pending.call_id not in self._asked:
+                if (pending.call_id, pending.asked_at) not in self._asked:
                     return pending
             await asyncio.wait({turn}, timeout=poll)
         return None
 
     async def _ask(self, pending: PendingApproval, turn: asyncio.Future[str]) -> None:
         """Show `pending` and read answers until it is decided, here or elsewhere."""
-        self._asked.add(pending.call_id)
+        self._asked.add((pending.call_id, pending.asked_at))
         self._waiting = pending
         self._show(pending)
         if self._input_closed:
@@ -262,7 +263,7 @@ class ApprovalDesk:
                 # The terminal keeps the read going: the next line goes to the chat's prompt.
                 read.cancel()
                 gone.cancel()
-                self._abandoned_question = True
+                self._abandoned_question, self._waiting = True, None
                 self.terminal.say(
                     f"{pending.tool} ({pending.call_id}) no longer waits: "
                     "it was decided elsewhere, or timed out."
