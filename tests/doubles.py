@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool
+from app.agent.approvals import PendingApproval
 from app.agent.models import (
     AgentConfig,
     AgentInput,
@@ -113,6 +115,19 @@ class AgentHarness:
 async def send(handle: WorkflowHandle[AgentWorkflow, AgentResult], message: str) -> str:
     """Send one message and wait for the answer."""
     return await handle.execute_update(AgentWorkflow.send_message, message)
+
+
+async def pending_calls(
+    handle: WorkflowHandle[AgentWorkflow, AgentResult], count: int = 1, timeout: float = 30
+) -> list[PendingApproval]:
+    """The tool calls waiting for approval, once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        calls = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+        if len(calls) == count:
+            return calls
+        assert time.monotonic() < deadline, f"expected {count} pending calls, got {calls}"
+        await asyncio.sleep(0.05)
 
 
 async def history(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> list[Message]:

@@ -564,7 +564,7 @@ async def test_permanent_failures_are_not_retried_and_the_user_is_told(
 
 # ---- Garbage from the model: told in a tool result, and bounded ----
 
-TOOL_NAMES = "calculator, echo, jira_metrics, get_ip, stock_price, calculate_roi"
+TOOL_NAMES = "calculator, echo, jira_metrics, get_ip, create_jira_issue, stock_price, calculate_roi"
 
 
 @pytest.mark.parametrize(

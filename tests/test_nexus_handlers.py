@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from app.it.handler import JiraMetricsWorkflow
     from app.it.service import (
+        CreateJiraIssueInput,
         GetIpInput,
         GetIpOutput,
         ITService,
@@ -615,7 +616,13 @@ async def test_fetch_jira_metrics_activity_normalises_and_refuses_bad_keys():
 
 # --- The contracts --------------------------------------------------------------------------
 
-INPUT_MODELS = [JiraMetricsInput, GetIpInput, StockPriceInput, CalculateRoiInput]
+INPUT_MODELS = [
+    JiraMetricsInput,
+    GetIpInput,
+    CreateJiraIssueInput,
+    StockPriceInput,
+    CalculateRoiInput,
+]
 
 
 @pytest.mark.parametrize("model", INPUT_MODELS, ids=lambda m: m.__name__)

@@ -42,6 +42,36 @@ EXAMPLES = [
     ),
     ("Show Jira metrics for project PROJ", [("jira_metrics", {"project": "PROJ"})]),
     (
+        "Create a Jira issue in PROJ: the login page is slow",
+        [
+            (
+                "create_jira_issue",
+                {
+                    "project": "PROJ",
+                    "summary": "The login page is slow",
+                    "description": "Reported through the agent chat: Create a Jira issue in "
+                    "PROJ: the login page is slow",
+                    "priority": "Medium",
+                },
+            )
+        ],
+    ),
+    (
+        "open a ticket for ops - the VPN is down, high priority.",
+        [
+            (
+                "create_jira_issue",
+                {
+                    "project": "OPS",
+                    "summary": "The VPN is down",
+                    "description": "Reported through the agent chat: open a ticket for ops - "
+                    "the VPN is down, high priority.",
+                    "priority": "High",
+                },
+            )
+        ],
+    ),
+    (
         "Calculate 15 * 23 and echo done",
         [("calculator", {"expression": "15 * 23"}), ("echo", {"message": "done"})],
     ),
@@ -88,6 +118,28 @@ TOOL_RESULTS = [
         "grows to $16,288.95: a gain of $6,288.95, ROI 62.89%.",
     ),
     (
+        "create_jira_issue",
+        {"project": "PROJ", "summary": "The login page is slow"},
+        json.dumps(
+            {
+                "key": "PROJ-124",
+                "project": "PROJ",
+                "summary": "The login page is slow",
+                "priority": "Medium",
+                "url": "https://jira.example.invalid/browse/PROJ-124",
+                "source": "sample Jira",
+            }
+        ),
+        'I created PROJ-124 in PROJ: "The login page is slow" (priority Medium, '
+        "https://jira.example.invalid/browse/PROJ-124; sample Jira).",
+    ),
+    (
+        "create_jira_issue",
+        {"project": "PROJ", "summary": "The login page is slow"},
+        "Not run: the user denied this call: not now",
+        "I did not create the Jira issue: the user denied this call: not now",
+    ),
+    (
         "stock_price",
         {"ticker": "AAPL"},
         "Error: the stock_price tool is unavailable: finance-nexus-endpoint did not answer",
@@ -130,6 +182,13 @@ async def test_litellm_still_knows_the_offline_model():
         model=OFFLINE_MODEL, messages=[{"role": "user", "content": "Echo hi"}], tools=[]
     )
     assert "offline model" in response.choices[0].message.content
+
+
+@pytest.mark.parametrize("message", ["Create a Jira issue", "Open a ticket in PROJ"])
+async def test_offline_model_asks_what_to_create_instead_of_guessing(message: str):
+    output = await plan([Message.user(message)])
+    assert output.message.tool_calls == []
+    assert (output.message.content or "").startswith("Which project, and what is wrong?")
 
 
 async def test_offline_model_is_honest_about_what_it_cannot_do():

@@ -123,6 +123,8 @@ class AgentConfig(BaseModel):
     # AGENT_MAX_TOKENS / AGENT_MAX_COST_USD, read by the orchestrator worker, apply as well.
     max_total_tokens: int | None = None
     max_cost_usd: float | None = None
+    # A tool call that needs a person's approval and gets no decision this soon counts as denied.
+    approval_timeout_seconds: float = 600.0
 
 
 class AnsweredMessage(BaseModel):
@@ -164,7 +166,7 @@ class ConversationView(BaseModel):
 class AgentStatus(BaseModel):
     """What the agent is doing right now, for the client's progress line."""
 
-    state: Literal["idle", "thinking", "calling_tools"] = "idle"
+    state: Literal["idle", "thinking", "calling_tools", "waiting_for_approval"] = "idle"
     detail: str = ""
     turns: int = 0
     queued_messages: int = 0

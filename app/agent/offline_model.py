@@ -3,7 +3,8 @@
 It lets the sample run with no API key and no network, and it goes through exactly the same
 `litellm.acompletion` + native tool-calling path as a real provider: it reads the chat messages and
 the `tools=` list, and answers either with tool calls or with text. It understands the README's
-example requests (arithmetic, echo, IP address, stock prices, ROI, Jira metrics), asks for several
+example requests (arithmetic, echo, IP address, stock prices, ROI, Jira metrics, creating a Jira
+issue), asks for several
 tools at once when a message asks for several things, and writes the final answer from the tool
 results. Anything else gets an honest answer about what it is and what it can do. It reports
 realistic token counts (LiteLLM's `token_counter`) and costs nothing (its price in LiteLLM's
@@ -86,6 +87,46 @@ def _roi(clause: str) -> dict[str, Any] | None:
     }
 
 
+_NEW_ISSUE = re.compile(
+    r"^\s*(?:please\s+)?(?:create|open|file|raise|log|add)\s+(?:a\s+|an\s+)?(?:new\s+)?"
+    r"(?:jira\s+)?(?:issue|ticket|bug)\b(?:\s+(?:in|for|on)\s+(?:project\s+)?"
+    r"(?P<project>[A-Za-z][A-Za-z0-9_]*))?\s*(?:[:,\-–]\s*|(?:saying|that|about)\s+)?"
+    r"(?P<summary>.*)$",
+    re.I | re.S,
+)
+_PRIORITY_WORDS = r"highest|high|medium|low|lowest"
+_EXPLICIT_PRIORITY = re.compile(
+    rf"[\s,(]*\b(?:(?P<a>{_PRIORITY_WORDS})\s+priority|priority\s*:?\s*(?P<b>{_PRIORITY_WORDS}))"
+    r"\b[\s,)]*",
+    re.I,
+)
+_URGENT = re.compile(
+    r"\b(?:urgent|critical|outage|down|broken|crash\w*|security|cannot|can't|blocked)\b", re.I
+)
+
+
+def _new_issue(text: str) -> dict[str, Any] | None:
+    """`create_jira_issue` arguments for "Create a Jira issue in PROJ: <what is wrong>"."""
+    match = _NEW_ISSUE.match(text)
+    if match is None or not match.group("project"):
+        return None
+    summary = match.group("summary")
+    if explicit := _EXPLICIT_PRIORITY.search(summary):
+        priority = (explicit.group("a") or explicit.group("b")).capitalize()
+        summary = summary[: explicit.start()] + " " + summary[explicit.end() :]
+    else:
+        priority = "High" if _URGENT.search(summary) else "Medium"
+    summary = " ".join(summary.split()).rstrip(" .!")
+    if not summary:
+        return None
+    return {
+        "project": match.group("project").upper(),
+        "summary": summary[0].upper() + summary[1:],
+        "description": f"Reported through the agent chat: {' '.join(text.split())}",
+        "priority": priority,
+    }
+
+
 def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
     """The tool calls one clause of a user message asks for."""
     text = clause.strip()
@@ -93,6 +134,10 @@ def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
         return [("echo", {"message": match.group(1).strip()})]
     if (roi := _roi(text)) is not None:
         return [("calculate_roi", roi)]
+    if _NEW_ISSUE.match(text):
+        # Without a project and a summary there is nothing to create: ask for them instead.
+        issue = _new_issue(text)
+        return [("create_jira_issue", issue)] if issue is not None else []
     if re.search(r"\bjira\b|\bproject metrics\b", text, re.I):
         project = re.search(r"\bproject\s+([A-Za-z][A-Za-z0-9_]*)", text, re.I)
         return [("jira_metrics", {"project": project.group(1) if project else ""})]
@@ -123,6 +168,11 @@ def plan_for_user_message(message: str, tool_names: set[str]) -> OfflineReply:
     calls = [call for call in calls if call[0] in tool_names]
     if calls:
         return OfflineReply(tool_calls=calls)
+    if _NEW_ISSUE.match(message):
+        return OfflineReply(
+            text="Which project, and what is wrong? For example: "
+            '"Create a Jira issue in PROJ: the login page is slow".'
+        )
     if re.match(r"^\s*(hi|hello|hey)\b", message, re.I):
         return OfflineReply(text=f"Hello! {CAPABILITIES}")
     return OfflineReply(text=f"I can't help with that. {CAPABILITIES}")
@@ -136,6 +186,11 @@ def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
     """One sentence about one tool result, for the final answer."""
     if content.startswith("Error"):
         return f"The {name} tool failed: {content.removeprefix('Error:').strip()}"
+    if content.startswith("Not run:"):
+        reason = content.removeprefix("Not run:").strip()
+        if name == "create_jira_issue":
+            return f"I did not create the Jira issue: {reason}"
+        return f"I did not run {name}: {reason}"
     try:
         data = json.loads(content)
     except ValueError:
@@ -162,6 +217,11 @@ def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
             f"{data.get('in_progress')} in progress, {data.get('done_last_30_days')} done in the "
             f"last 30 days, average cycle time {data.get('average_cycle_time_days')} days "
             f"({data.get('source')})."
+        )
+    if name == "create_jira_issue":
+        return (
+            f'I created {data.get("key")} in {data.get("project")}: "{data.get("summary")}" '
+            f"(priority {data.get('priority')}, {data.get('url')}; {data.get('source')})."
         )
     details = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in data.items())
     return f"{name.replace('_', ' ').capitalize()}: {details}."

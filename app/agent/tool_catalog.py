@@ -3,7 +3,9 @@
 The catalog is the single place that says which tools exist. Both the planner (which turns it into
 the JSON schemas the LLM sees) and the workflow (which validates the LLM's arguments and routes each
 call to a local activity or a Nexus endpoint) read it, so the two can never disagree. A tool's
-description is its input model's docstring; its schema is the model's JSON schema.
+description is its input model's docstring; its schema is the model's JSON schema. A tool that
+changes something outside the agent says `requires_approval`: the workflow then waits for a
+person's decision before each call runs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 from app.agent.local_tools import CalculatorInput, EchoInput, calculator, echo
 from app.core.names import FINANCE, IT
 from app.finance.service import CalculateRoiInput, FinanceService, StockPriceInput
-from app.it.service import GetIpInput, ITService, JiraMetricsInput
+from app.it.service import CreateJiraIssueInput, GetIpInput, ITService, JiraMetricsInput
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Tool:
     input_model: type[BaseModel]
     route: NexusRoute | None = None
     function: Callable[[Any], str] | None = None
+    # It writes: each call waits for a person's yes before it runs.
+    requires_approval: bool = False
 
     @property
     def description(self) -> str:
@@ -71,6 +75,12 @@ TOOLS: dict[str, Tool] = {
             NexusRoute(IT.endpoint, ITService, ITService.jira_metrics),
         ),
         Tool("get_ip", GetIpInput, NexusRoute(IT.endpoint, ITService, ITService.get_ip)),
+        Tool(
+            "create_jira_issue",
+            CreateJiraIssueInput,
+            NexusRoute(IT.endpoint, ITService, ITService.create_jira_issue),
+            requires_approval=True,
+        ),
         Tool(
             "stock_price",
             StockPriceInput,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from app.agent.activities import execute_tool
+    from app.agent.approvals import Approvals
     from app.agent.endpoints import SETUP_COMMAND, check_endpoints
     from app.agent.models import (
         AgentConfig,
@@ -76,8 +77,9 @@ def describe_call(call: ToolCall) -> str:
 class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, approvals: Approvals) -> None:
         self._config = config
+        self._approvals = approvals
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -162,6 +164,12 @@ class ToolRunner:
             args = tool.input_model.model_validate_json(call.arguments or "{}")
         except ValidationError as err:
             return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
+        if tool.requires_approval:
+            # Waits, durably, for a person's decision; the other calls of the step run meanwhile.
+            timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+            refusal = await self._approvals.refusal(call, args.model_dump(mode="json"), timeout)
+            if refusal is not None:
+                return refusal
         if tool.route is None:
             return await self._run_local_tool(tool, args)
         if tool.route.endpoint in missing_endpoints:

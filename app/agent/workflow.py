@@ -9,6 +9,8 @@ itself; turns are served one at a time in arrival order. A run that is full (tur
 or events, or the server's suggestion) refuses new messages with `ConversationRunFull`, answers
 the ones it accepted, and continues as new; senders retry against the new run with the same
 Update id, and the answers of recent Update ids are carried along so a retry is never run twice.
+A tool that requires approval waits for a person's decision (the Update `decide_tool_call`; see
+`approvals.py`) before it runs.
 It also counts what each turn cost (tokens and dollars, `get_usage`), publishes the totals as
 search attributes, and stops calling the LLM when the conversation's budget is spent.
 """
@@ -25,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 
 with workflow.unsafe.imports_passed_through():
     from app.agent.activities import plan_next_action
+    from app.agent.approvals import Approvals, PendingApprovals, ToolDecision, ToolDecisionResult
     from app.agent.conversation import plan_input_bytes, planner_window
     from app.agent.models import (
         AgentInput,
@@ -72,7 +75,8 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
-        self._tools = ToolRunner(self._config)
+        self._approvals = Approvals()
+        self._tools = ToolRunner(self._config, self._approvals)
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
         self._turn_started = workflow.now()
@@ -149,6 +153,16 @@ class AgentWorkflow:
                 non_retryable=True,
             )
 
+    @workflow.update
+    def decide_tool_call(self, decision: ToolDecision) -> ToolDecisionResult:
+        """Approve or deny a tool call that waits for a person's decision."""
+        return self._approvals.decide(decision)
+
+    @decide_tool_call.validator
+    def validate_decision(self, decision: ToolDecision) -> None:
+        """Reject a decision on an unknown or already decided call before it enters history."""
+        self._approvals.check(decision)
+
     @workflow.signal
     def end_conversation(self) -> None:
         """End the conversation once the turns already sent have been answered."""
@@ -162,7 +176,12 @@ class AgentWorkflow:
     @workflow.query
     def get_status(self) -> AgentStatus:
         """What the agent is doing right now."""
-        return self._status
+        return self._approvals.shown_in(self._status)
+
+    @workflow.query
+    def get_pending_approvals(self) -> PendingApprovals:
+        """The tool calls waiting for a person's decision."""
+        return PendingApprovals(calls=self._approvals.pending)
 
     @workflow.query
     def get_usage(self) -> ConversationUsage:

@@ -58,6 +58,8 @@ async def run_session(
             description = f"unknown ({one_line(str(err), 100)})"
     session.banner(description, resumed=bool(conversation_id))
     await session.warn_if_no_worker()
+    if conversation_id:
+        await session.approvals.announce()
     try:
         return await session.run()
     except EncryptionKeyError as err:  # an answer this client has no key for

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
+from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
@@ -94,6 +95,7 @@ class ChatSession:
         self._handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
         self.is_open = False
         self._in_flight: _Turn | None = None
+        self.approvals = ApprovalDesk(terminal, lambda: self.handle, self.command, QUIT_WORDS)
 
     @property
     def handle(self) -> WorkflowHandle[AgentWorkflow, AgentResult]:
@@ -163,7 +165,7 @@ class ChatSession:
         """Read and answer lines until quit, end of input or `/end`; returns the exit code."""
         try:
             while True:
-                line = await self.terminal.read_line("You: ")
+                line = await self.approvals.next_line("You: ")
                 if line is None:
                     if self.terminal.interactive:
                         self.terminal.say("")
@@ -181,6 +183,8 @@ class ChatSession:
         except FatalChatError as err:
             self.terminal.error(str(err))
             return 1
+        except LeaveChat:
+            return 0
         except asyncio.CancelledError:
             if self.terminal.interactive:
                 self.terminal.say("")  # leave the prompt's line before saying goodbye
@@ -192,7 +196,7 @@ class ChatSession:
         """Run one slash command; True when the chat should end."""
         name = text.split()[0].lower()
         if name == "/help":
-            self.terminal.say(HELP)
+            self.terminal.say(f"{HELP}\n{APPROVAL_HELP}")
         elif name == "/history":
             await self.show_history()
         elif name == "/usage":
@@ -209,6 +213,8 @@ class ChatSession:
         elif name == "/end":
             await self.end()
             return True
+        elif name in APPROVAL_COMMANDS:
+            await self.approvals.command(text)
         else:
             self.terminal.error(f"Error: unknown command {name}: /help lists the commands")
         return False
@@ -271,6 +277,7 @@ class ChatSession:
         """Say how to come back to a conversation that stays open."""
         if not self.is_open:
             return
+        self.approvals.goodbye()
         if self._in_flight is not None and self._in_flight.accepted:
             self.terminal.say(
                 "The agent is still working on your last message; /history will show its "
@@ -297,7 +304,7 @@ class ChatSession:
                 update = await deliver(self.handle, text, update_id, retries)
                 turn.accepted = True
                 try:
-                    return await await_answer(update, self._retries())
+                    return await self.approvals.during(await_answer(update, self._retries()))
                 except RunFull:
                     # Refused (a rejection is in no history), so the same id is new to the next
                     # run, which our handle (no run id) reaches once this one continues as new.

@@ -135,6 +135,10 @@ class Terminal:
         encoding = (getattr(stdout, "encoding", None) or "").lower()
         self.frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if "utf" in encoding else "|/-\\"
         self._status_shown = False
+        # A prompt waiting for its answer: the progress line must not overwrite it.
+        self._prompt_open = False
+        # One read at a time: a read nobody waits for any more hands its line to the next one.
+        self._reading: asyncio.Future[str] | None = None
 
     @classmethod
     def from_stdio(cls) -> Terminal:
@@ -147,11 +151,13 @@ class Terminal:
     def say(self, text: str) -> None:
         """A line of the transcript."""
         self.clear_status()
+        self._leave_prompt()
         print(text, file=self.stdout, flush=True)
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
         self.clear_status()
+        self._leave_prompt()
         self.stdout.flush()
         print(text, file=self.stderr, flush=True)
 
@@ -160,8 +166,8 @@ class Terminal:
         self.say(f"\x1b[2m{text}\x1b[0m" if self.live else text)
 
     def status(self, text: str) -> None:
-        """Redraw the progress line (terminals only)."""
-        if not self.live:
+        """Redraw the progress line (terminals only, and not over an open prompt)."""
+        if not self.live or self._prompt_open:
             return
         width = shutil.get_terminal_size().columns - 1
         self.stdout.write("\r\x1b[K" + text[:width])
@@ -176,12 +182,32 @@ class Terminal:
             self._status_shown = False
 
     async def read_line(self, prompt: str) -> str | None:
-        """The next line the user typed, without its newline; None at end of input."""
+        """The next line the user typed, without its newline; None at end of input.
+
+        Cancelling the caller leaves the read going (a thread blocked on stdin cannot be
+        stopped): the line goes to the next caller, so nothing typed is lost or read twice.
+        """
         if self.interactive:
+            self.clear_status()
+            self._leave_prompt()
             self.stdout.write(prompt)
             self.stdout.flush()
-        line = await in_daemon_thread(self.stdin.readline)
+            self._prompt_open = True
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(in_daemon_thread(self.stdin.readline))
+        reading = self._reading
+        line = await asyncio.shield(reading)
+        if self._reading is reading:
+            self._reading = None
+        # The terminal echoed the Enter: the cursor is on a fresh line.
+        self._prompt_open = False
         return line.rstrip("\r\n") if line else None
+
+    def _leave_prompt(self) -> None:
+        """Move below a prompt nobody answered, before printing anything else."""
+        if self._prompt_open:
+            self.stdout.write("\n")
+            self._prompt_open = False
 
 
 def _isatty(stream: Any) -> bool:

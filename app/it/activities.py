@@ -1,10 +1,12 @@
-"""The IT team's tool code: Jira metrics and the host's addresses.
+"""The IT team's tool code: Jira metrics, creating Jira issues, and the host's addresses.
 
-There is no Jira here, so `SampleJiraClient` returns deterministic sample figures that say so; a
-real client only has to implement `JiraClient`. `fetch_jira_metrics` is an activity, run by the
-handler workflow behind the workflow-backed `jira_metrics` operation, so a flaky Jira is retried
-by Temporal on the IT team's side. `get_host_addresses` asks only the local resolver and kernel:
-it never sends a packet.
+There is no Jira here, so `SampleJiraClient` returns deterministic sample figures that say so and
+keeps the issues it creates in memory; a real client only has to implement `JiraClient`.
+`fetch_jira_metrics` and `create_jira_issue` are activities, run by the handler workflows behind
+the workflow-backed operations, so a flaky Jira is retried by Temporal on the IT team's side.
+Creating is idempotent: each request carries a key (the handler workflow's id), and the client
+creates one issue per key however often the activity is retried. `get_host_addresses` asks only
+the local resolver and kernel: it never sends a packet.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import socket
 import struct
 from typing import Protocol
 
+from pydantic import BaseModel
 from temporalio import activity
 
 from app.core.tool_errors import InvalidToolArguments, non_retryable
-from app.it.service import GetIpOutput, JiraMetricsInput, JiraMetricsOutput
+from app.it.service import (
+    CreateJiraIssueInput,
+    CreateJiraIssueOutput,
+    GetIpOutput,
+    JiraMetricsInput,
+    JiraMetricsOutput,
+)
 
 _PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,9}")
 _ISSUE_KEY = re.compile(r"([A-Z][A-Z0-9_]{0,9})-\d+")
@@ -43,14 +52,63 @@ def project_key(project: str) -> str:
     return key
 
 
+PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
+SUMMARY_LIMIT = 255
+DESCRIPTION_LIMIT = 32_000
+
+
+def issue_fields(issue: CreateJiraIssueInput) -> CreateJiraIssueInput:
+    """The issue with its fields checked and normalised; raises InvalidToolArguments."""
+    summary = " ".join(issue.summary.split())
+    if not summary:
+        raise InvalidToolArguments("the issue summary is empty: give a one-line title")
+    if len(summary) > SUMMARY_LIMIT:
+        raise InvalidToolArguments(
+            f"the summary has {len(summary)} characters; Jira allows {SUMMARY_LIMIT}: "
+            "put the details in the description"
+        )
+    if len(issue.description) > DESCRIPTION_LIMIT:
+        raise InvalidToolArguments(
+            f"the description has {len(issue.description):,} characters; "
+            f"the limit is {DESCRIPTION_LIMIT:,}"
+        )
+    priority = next((p for p in PRIORITIES if p.lower() == issue.priority.strip().lower()), None)
+    if priority is None:
+        raise InvalidToolArguments(
+            f"{issue.priority!r} is not a Jira priority: use one of {', '.join(PRIORITIES)}"
+        )
+    return CreateJiraIssueInput(
+        project=project_key(issue.project),
+        summary=summary,
+        description=issue.description.strip(),
+        priority=priority,
+    )
+
+
+class JiraIssueRequest(BaseModel):
+    """Input of `create_jira_issue`: the issue, and the key that makes creating it idempotent."""
+
+    issue: CreateJiraIssueInput
+    # The same key always means the same issue: a retry gets the first attempt's issue back.
+    idempotency_key: str
+
+
 class JiraClient(Protocol):
     """What the IT tools need from Jira."""
 
     async def metrics(self, project: str) -> JiraMetricsOutput: ...
 
+    async def create_issue(
+        self, issue: CreateJiraIssueInput, idempotency_key: str
+    ) -> CreateJiraIssueOutput: ...
+
 
 class SampleJiraClient:
-    """Deterministic sample metrics, the same for the same project key every time."""
+    """Deterministic sample metrics, and created issues kept in memory by idempotency key."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, CreateJiraIssueOutput] = {}
+        self._last_number: dict[str, int] = {}
 
     async def metrics(self, project: str) -> JiraMetricsOutput:
         """Sample figures for `project`, derived from a hash of the key."""
@@ -64,6 +122,27 @@ class SampleJiraClient:
             source="sample data (no Jira server configured)",
         )
 
+    async def create_issue(
+        self, issue: CreateJiraIssueInput, idempotency_key: str
+    ) -> CreateJiraIssueOutput:
+        """Records the issue in memory, once per idempotency key; keys go PROJ-124, PROJ-125..."""
+        if (existing := self.created.get(idempotency_key)) is not None:
+            return existing
+        # As if each sample project already had 123 issues.
+        number = self._last_number.get(issue.project, 123) + 1
+        self._last_number[issue.project] = number
+        key = f"{issue.project}-{number}"
+        created = CreateJiraIssueOutput(
+            key=key,
+            project=issue.project,
+            summary=issue.summary,
+            priority=issue.priority,
+            url=f"https://jira.example.invalid/browse/{key}",
+            source="sample Jira (in memory, no Jira server configured)",
+        )
+        self.created[idempotency_key] = created
+        return created
+
 
 jira_client: JiraClient = SampleJiraClient()
 
@@ -76,6 +155,16 @@ async def fetch_jira_metrics(input: JiraMetricsInput) -> JiraMetricsOutput:
     except InvalidToolArguments as err:
         raise non_retryable(err) from None
     return await jira_client.metrics(key)
+
+
+@activity.defn
+async def create_jira_issue(request: JiraIssueRequest) -> CreateJiraIssueOutput:
+    """Create one Jira issue; retries with the same idempotency key create nothing more."""
+    try:
+        issue = issue_fields(request.issue)
+    except InvalidToolArguments as err:
+        raise non_retryable(err) from None
+    return await jira_client.create_issue(issue, request.idempotency_key)
 
 
 def _interface_addresses() -> list[str]:

@@ -1,10 +1,13 @@
-"""The IT team's Nexus handlers, and the workflow behind the `jira_metrics` operation.
+"""The IT team's Nexus handlers, and the workflows behind `jira_metrics` and `create_jira_issue`.
 
 `get_ip` is a sync operation: it is quick local work, so the caller gets the answer in one round
 trip with no workflow of ours in between. `jira_metrics` is workflow-backed: a real Jira is a slow
 external system that fails now and then, so the IT team runs each call as a workflow in its own
 namespace, whose activity Temporal retries on the IT side with the IT team's policy, at the cost
 of some latency (a workflow start and an activity per call); the caller just awaits the result.
+`create_jira_issue` is workflow-backed for the same reason, and because it writes: the handler
+workflow's id comes from the Nexus request id, and its activity hands that id to the Jira client as
+an idempotency key, so neither a retried start nor a retried activity creates a second issue.
 Bad arguments fail at once with a non-retryable `InvalidToolArguments` error the LLM can read.
 """
 
@@ -22,8 +25,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from app.core.errors import failure_message
     from app.core.tool_errors import InvalidToolArguments, non_retryable
-    from app.it.activities import fetch_jira_metrics, get_host_addresses, project_key
+    from app.it.activities import (
+        JiraIssueRequest,
+        create_jira_issue,
+        fetch_jira_metrics,
+        get_host_addresses,
+        issue_fields,
+        project_key,
+    )
     from app.it.service import (
+        CreateJiraIssueInput,
+        CreateJiraIssueOutput,
         GetIpInput,
         GetIpOutput,
         ITService,
@@ -79,6 +91,21 @@ class JiraMetricsWorkflow:
             ) from None
 
 
+@workflow.defn
+class CreateJiraIssueWorkflow:
+    """Creates one Jira issue, retrying a flaky Jira; its workflow id is the idempotency key."""
+
+    @workflow.run
+    async def run(self, input: CreateJiraIssueInput) -> CreateJiraIssueOutput:
+        """The created issue; every attempt sends the same key, so Jira creates it once."""
+        return await workflow.execute_activity(
+            create_jira_issue,
+            JiraIssueRequest(issue=input, idempotency_key=workflow.info().workflow_id),
+            start_to_close_timeout=JIRA_CALL_TIMEOUT,
+            retry_policy=JIRA_RETRY_POLICY,
+        )
+
+
 @nexusrpc.handler.service_handler(service=ITService)
 class ITServiceHandler:
     """Serves ITService from the IT namespace."""
@@ -98,6 +125,23 @@ class ITServiceHandler:
             JiraMetricsWorkflow.run,
             JiraMetricsInput(project=key),
             id=f"jira-metrics-{key}-{ctx.request_id}",
+            execution_timeout=JIRA_WORKFLOW_TIMEOUT,
+        )
+
+    @nexus.workflow_run_operation
+    async def create_jira_issue(
+        self, ctx: nexus.WorkflowRunOperationContext, input: CreateJiraIssueInput
+    ) -> nexus.WorkflowHandle[CreateJiraIssueOutput]:
+        """Starts a CreateJiraIssueWorkflow; bad fields are refused before any workflow starts."""
+        try:
+            issue = issue_fields(input)
+        except InvalidToolArguments as err:
+            raise non_retryable(err) from None
+        # One request id, one workflow id, one issue: see the module docstring.
+        return await ctx.start_workflow(
+            CreateJiraIssueWorkflow.run,
+            issue,
+            id=f"jira-create-{issue.project}-{ctx.request_id}",
             execution_timeout=JIRA_WORKFLOW_TIMEOUT,
         )
 

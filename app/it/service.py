@@ -49,9 +49,43 @@ class GetIpOutput(BaseModel):
     addresses: list[str] = Field(description="Every address the hostname resolves to.")
 
 
+class CreateJiraIssueInput(BaseModel):
+    """Create a Jira issue; the user is asked to approve each call before it runs."""
+
+    project: str = Field(
+        description="The Jira project key, e.g. 'PROJ' or 'OPS'. Not an issue key.",
+        examples=["PROJ"],
+    )
+    summary: str = Field(
+        description="A one-line title for the issue, at most 255 characters.",
+        examples=["The login page is slow"],
+    )
+    description: str = Field(
+        default="",
+        description="Details: what happens, where, since when, and who reported it.",
+    )
+    priority: str = Field(
+        default="Medium",
+        description="One of Highest, High, Medium, Low, Lowest.",
+        examples=["Medium", "High"],
+    )
+
+
+class CreateJiraIssueOutput(BaseModel):
+    """The issue Jira created."""
+
+    key: str = Field(description="The new issue's key, e.g. 'PROJ-124'.")
+    project: str
+    summary: str
+    priority: str
+    url: str = Field(description="Where the issue can be seen.")
+    source: str = Field(description="Which Jira created it; says so when it is the sample one.")
+
+
 @nexusrpc.service
 class ITService:
     """Tools owned by the IT team."""
 
     jira_metrics: nexusrpc.Operation[JiraMetricsInput, JiraMetricsOutput]
     get_ip: nexusrpc.Operation[GetIpInput, GetIpOutput]
+    create_jira_issue: nexusrpc.Operation[CreateJiraIssueInput, CreateJiraIssueOutput]
