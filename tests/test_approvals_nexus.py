@@ -23,8 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
 from app.agent.activities import execute_tool
-from app.agent.endpoints import check_endpoints
 from app.agent.approvals import ToolDecision
+from app.agent.endpoints import check_endpoints
 from app.agent.llm_client import litellm_module
 from app.agent.models import AgentInput, AgentResult
 from app.agent.worker import orchestrator_worker

@@ -36,6 +36,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool
+from app.agent.approvals import ToolDecision
+from app.agent.endpoints import check_endpoints
 from app.agent.models import (
     AgentConfig,
     AgentInput,
@@ -120,6 +122,23 @@ def sends_at_once(*messages: str) -> Callable[[Handle], Awaitable[None]]:
         ]
         for message, update in zip(messages, updates, strict=True):
             print(f"    > {message}\n    < {(await update.result())[:100]}")
+
+    return converse
+
+
+def decides(message: str, approve: bool, note: str = "") -> Callable[[Handle], Awaitable[None]]:
+    """A conversation whose one message asks for a tool that waits for a person's decision."""
+
+    async def converse(handle: Handle) -> None:
+        update = await handle.start_update(
+            AgentWorkflow.send_message, message, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        while not (pending := await handle.query(AgentWorkflow.get_pending_approvals)).calls:
+            await asyncio.sleep(0.05)
+        [call] = pending.calls
+        decision = ToolDecision(call_id=call.call_id, approve=approve, note=note)
+        await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
+        print(f"    > {message}\n    ? {approve}\n    < {(await update.result())[:100]}")
 
     return converse
 
@@ -212,6 +231,16 @@ RECORDINGS: list[Recording] = [
         ),
     ),
     Recording(
+        "approval_approved",
+        "a writing tool that waits for a person's approval, then runs through Nexus",
+        decides("Create a Jira issue in PROJ: the login page is slow", approve=True),
+    ),
+    Recording(
+        "approval_denied",
+        "a writing tool that a person denies, with a note; nothing is created",
+        decides("Create a Jira issue in OPS: the VPN drops", approve=False, note="duplicate"),
+    ),
+    Recording(
         "queued_messages",
         "three messages sent at once, answered in order",
         sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of IBM?"),
@@ -254,7 +283,7 @@ def orchestrator_for(client: Client, recording: Recording) -> Worker:
     task_queue = f"golden-{recording.kind}"
     if recording.planner is None:
         return orchestrator_worker(client, task_queue=task_queue, identity=IDENTITY)
-    activities: list[Any] = [recording.planner.plan_next_action, execute_tool]
+    activities: list[Any] = [recording.planner.plan_next_action, execute_tool, check_endpoints]
     return orchestrator_worker(
         client, task_queue=task_queue, identity=IDENTITY, activities=activities
     )
