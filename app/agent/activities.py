@@ -29,6 +29,7 @@ from app.agent.models import (
     ToolResult,
     cap_text,
 )
+from app.agent.text_publisher import TextPublisher
 from app.agent.tool_catalog import TOOLS, tool_schemas
 from app.core.tool_errors import InvalidToolArguments
 
@@ -161,17 +162,22 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
-    try:
-        async with heartbeating():
-            if "litellm" not in sys.modules:
-                # The first import takes seconds: off the event loop, so heartbeats go on.
-                await asyncio.to_thread(litellm_module)
-            messages = fit_to_context(settings.model, messages, tools)
-            response, model = await complete(messages, tools, settings)
-    except ApplicationError:
-        raise
-    except Exception as err:
-        raise provider_error(err, settings) from None
+    async with TextPublisher(input.turn_id) as publisher:
+        try:
+            async with heartbeating():
+                if "litellm" not in sys.modules:
+                    # The first import takes seconds: off the event loop, so heartbeats go on.
+                    await asyncio.to_thread(litellm_module)
+                messages = fit_to_context(settings.model, messages, tools)
+                on_text = publisher.text if publisher.streams_text else None
+                response, model = await complete(messages, tools, settings, on_text)
+        except ApplicationError as err:
+            publisher.failed(err)
+            raise
+        except Exception as err:
+            error = provider_error(err, settings)
+            publisher.failed(error)
+            raise error from None
     choice = response.choices[0].message
     calls = [
         ToolCall(
@@ -183,7 +189,8 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
         # Only function tools are offered; anything else the model invents has no function.
         if (function := getattr(call, "function", None)) is not None
     ]
-    content = choice.content if isinstance(choice.content, str) else None
+    # A streamed answer with only tool calls has empty text, not none: keep the history uniform.
+    content = choice.content if isinstance(choice.content, str) and choice.content else None
     if not calls and not content:
         raise ApplicationError("the LLM returned an empty answer", type="LLMEmptyAnswer")
     return PlanOutput(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -127,8 +128,13 @@ async def complete(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
     settings: LLMSettings | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> tuple[ModelResponse, str]:
-    """One chat completion with native tool calling; returns the response and the model used."""
+    """One chat completion with native tool calling; returns the response and the model used.
+
+    With `on_text`, the answer is streamed: `on_text` gets each piece of text as it arrives, and
+    the response returned is rebuilt from the chunks, the same as without streaming.
+    """
     settings = settings or LLMSettings.from_env()
     model = choose_model(settings).model
     kwargs: dict[str, Any] = {
@@ -150,12 +156,37 @@ async def complete(
         "extra_headers": {"Authorization": basic_auth} if basic_auth else None,
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
-    response = await litellm_module().acompletion(**kwargs)
+    if on_text is None:
+        response = await litellm_module().acompletion(**kwargs)
+    else:
+        response = await _streamed(kwargs, on_text)
     # LiteLLM's fallbacks say in a response header which of the models answered.
     headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
     models = [model, *settings.fallbacks]
     attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
     return response, models[attempted] if attempted < len(models) else model
+
+
+async def _streamed(kwargs: dict[str, Any], on_text: Callable[[str], None]) -> ModelResponse:
+    """The completion streamed, text passed to `on_text`, then rebuilt as one response."""
+    litellm = litellm_module()
+    stream = await litellm.acompletion(
+        **kwargs, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        delta = chunk.choices[0].delta if chunk.choices else None
+        # Tool-call deltas are partial JSON: only the rebuilt message carries them.
+        if delta is not None and isinstance(delta.content, str) and delta.content:
+            on_text(delta.content)
+    response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
+    if response is None:
+        raise ValueError("the LLM's stream ended without any chunk")
+    # Which model answered (fallbacks) is in the stream's headers, not in the rebuilt response.
+    hidden = getattr(stream, "_hidden_params", None) or {}
+    response._hidden_params = {**getattr(response, "_hidden_params", {}), **hidden}
+    return response
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

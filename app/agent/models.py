@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 
 class ToolCall(BaseModel):
@@ -100,6 +101,8 @@ class AgentInput(BaseModel):
     # Older messages stay in the event histories of earlier runs; only the window the planner
     # needs is carried, so a run's input never grows with the conversation.
     earlier_messages: int = 0
+    # The conversation's event stream (its short log and publishers), handed to the next run.
+    stream_state: WorkflowStreamState | None = None
 
 
 class AgentResult(BaseModel):
@@ -130,6 +133,8 @@ class PlanInput(BaseModel):
     """Input of `plan_next_action`: the window of the conversation the LLM should see."""
 
     messages: list[Message]
+    # The turn (its `send_message` Update id) whose text the activity publishes as it arrives.
+    turn_id: str = ""
 
 
 class PlanOutput(BaseModel):

@@ -15,14 +15,17 @@ import asyncio
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from litellm import CustomLLM
+from litellm.types.llms.openai import ChatCompletionToolCallChunk
 from litellm.types.utils import (
     ChatCompletionMessageToolCall,
     Choices,
     Function,
+    GenericStreamingChunk,
     ModelResponse,
     Usage,
 )
@@ -193,19 +196,16 @@ def offline_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Offli
 
 
 class OfflineAgentLLM(CustomLLM):
-    """LiteLLM custom provider that answers with `offline_reply`."""
+    """LiteLLM custom provider that answers with `offline_reply`, whole or streamed."""
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        latency_ms = float(os.environ.get("OFFLINE_MODEL_LATENCY_MS") or 0)
+        latency_ms = _latency_ms()
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
-        messages: list[dict[str, Any]] = kwargs.get("messages") or []
-        tools = (kwargs.get("optional_params") or {}).get("tools") or []
-        tool_names = {tool["function"]["name"] for tool in tools}
-        reply = offline_reply(messages, tool_names)
+        reply, call_prefix = _reply(kwargs)
         tool_calls = [
             ChatCompletionMessageToolCall(
-                id=f"call_{len(messages)}_{index}",
+                id=f"{call_prefix}_{index}",
                 type="function",
                 function=Function(name=name, arguments=json.dumps(arguments)),
             )
@@ -226,5 +226,56 @@ class OfflineAgentLLM(CustomLLM):
             usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
         )
 
+    async def astreaming(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        """The same reply, streamed: text word by word spread over the latency, tools at once."""
+        reply, call_prefix = _reply(kwargs)
+        latency = _latency_ms() / 1000
+        words = re.findall(r"\S+\s*", reply.text or "")
+        if not words:
+            await asyncio.sleep(latency)
+        for word in words:
+            await asyncio.sleep(latency / len(words))
+            yield _chunk(text=word)
+        for index, (name, arguments) in enumerate(reply.tool_calls):
+            tool_use: ChatCompletionToolCallChunk = {
+                "id": f"{call_prefix}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+                "index": index,
+            }
+            yield _chunk(tool_use=tool_use)
+        yield _chunk(finish_reason="tool_calls" if reply.tool_calls else "stop")
+
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         raise NotImplementedError("the offline model is async only: use litellm.acompletion")
+
+
+def _latency_ms() -> float:
+    return float(os.environ.get("OFFLINE_MODEL_LATENCY_MS") or 0)
+
+
+def _reply(kwargs: dict[str, Any]) -> tuple[OfflineReply, str]:
+    """The reply to LiteLLM's call arguments, and the prefix of its tool-call ids."""
+    messages: list[dict[str, Any]] = kwargs.get("messages") or []
+    tools = (kwargs.get("optional_params") or {}).get("tools") or []
+    tool_names = {tool["function"]["name"] for tool in tools}
+    return offline_reply(messages, tool_names), f"call_{len(messages)}"
+
+
+def _chunk(
+    text: str = "",
+    tool_use: ChatCompletionToolCallChunk | None = None,
+    finish_reason: str | None = None,
+) -> GenericStreamingChunk:
+    return {
+        "text": text,
+        "tool_use": tool_use,
+        "is_finished": finish_reason is not None,
+        "finish_reason": finish_reason or "",
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        if finish_reason
+        else None,
+        "index": 0,
+    }

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
     from app.agent.activities import execute_tool, plan_next_action
     from app.agent.conversation import planner_window
+    from app.agent.event_stream import ConversationEvents
     from app.agent.models import (
         AgentInput,
         AgentResult,
@@ -62,6 +63,8 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
+        # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
+        self._events = ConversationEvents(input.stream_state)
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -75,6 +78,9 @@ class AgentWorkflow:
     async def run(self, input: AgentInput) -> AgentResult:
         await workflow.wait_condition(lambda: self._ending or self._run_is_full())
         # Queued and running turns finish first: their senders are waiting for the answers.
+        await workflow.wait_condition(self._no_turn_in_flight)
+        # Stream subscribers are Update handlers too: release them, then let every handler end.
+        self._events.detach()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
             carried = self._window()
@@ -85,6 +91,7 @@ class AgentWorkflow:
                     config=self._config,
                     turns_before_this_run=self._turns,
                     earlier_messages=self._earlier_messages + len(self._history) - len(carried),
+                    stream_state=self._events.state(),
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -95,7 +102,9 @@ class AgentWorkflow:
         self._status.queued_messages += 1
         async with self._turn_lock:
             self._status.queued_messages -= 1
+            self._events.turn_started(self._turns + 1)
             answer = await self._run_turn(message.strip())
+            self._events.answered(answer, self._status.model)
         self._turns += 1
         self._turns_this_run += 1
         self._status.turns = self._turns
@@ -135,6 +144,9 @@ class AgentWorkflow:
             self._history, config.planner_window_chars, config.planner_window_messages
         )
 
+    def _no_turn_in_flight(self) -> bool:
+        return not self._turn_lock.locked() and self._status.queued_messages == 0
+
     def _run_is_full(self) -> bool:
         return (
             self._turns_this_run >= self._config.max_turns_per_run
@@ -148,6 +160,7 @@ class AgentWorkflow:
         steps = 0
         while answer is None and steps < self._config.max_steps_per_turn:
             steps += 1
+            self._events.planning_step(steps)
             reply = await self._plan_next_action()
             self._history.append(reply)
             if reply.tool_calls:
@@ -169,7 +182,7 @@ class AgentWorkflow:
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                PlanInput(messages=window),
+                PlanInput(messages=window, turn_id=self._events.turn_id),
                 start_to_close_timeout=timedelta(seconds=self._config.llm_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=self._config.llm_heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(
@@ -202,6 +215,9 @@ class AgentWorkflow:
     async def _run_tool(self, call: ToolCall) -> Message:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""
         tool = TOOLS.get(call.name)
+        endpoint = tool.route.endpoint if tool is not None and tool.route is not None else None
+        self._events.tool_started(call.id, call.name, call.arguments, endpoint)
+        started = workflow.time()
         if tool is None:
             content = f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
         else:
@@ -214,6 +230,7 @@ class AgentWorkflow:
                     content = await self._run_local_tool(tool, args)
                 else:
                     content = await self._run_nexus_tool(tool, args)
+        self._events.tool_finished(call.id, call.name, content, started)
         return Message.tool_result(call, content)
 
     async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
