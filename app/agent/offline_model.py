@@ -31,6 +31,8 @@ from litellm.types.utils import (
 )
 from litellm.types.utils import Message as LiteLLMMessage
 
+from app.agent.calculator import NAMES as CALCULATOR_NAMES
+
 CAPABILITIES = (
     "I'm the offline model, so I only understand a few kinds of request: arithmetic "
     '("Calculate 15 * 23"), "Echo hello", "What is my IP address?", stock prices '
@@ -39,7 +41,14 @@ CAPABILITIES = (
     "Set LLM_MODEL and a provider key for a real LLM."
 )
 
-_NOT_TICKERS = {"I", "A", "AND", "THE", "OF", "FOR", "WHAT", "IS", "IT", "ME", "MY", "TO", "IN"}
+_NOT_TICKERS = {
+    *("I", "A", "AND", "THE", "OF", "FOR", "WHAT", "IS", "IT", "ME", "MY", "TO", "IN", "IP"),
+    *("ARE", "PRICE", "STOCK", "SHARE", "QUOTE", "GET", "SHOW", "TELL", "US", "ON"),
+}
+# An arithmetic expression: numbers, operators, parentheses and the calculator's names.
+_EXPRESSION = re.compile(r"(?:[\d\s.+\-*/%(),]|\b(?:" + "|".join(CALCULATOR_NAMES) + r")\b)+", re.I)
+# Several requests in one message: "... and ...", "...; ...", "..., ...", "... also ...".
+_CLAUSE_SEPARATOR = re.compile(r"\s*(?:;|,\s+|\band then\b|\band\b|\balso\b)\s*", re.I)
 _WORD_OPERATORS = [
     (r"\bmultiplied by\b|\btimes\b|×|(?<=\d)\s*x\s*(?=\d)", "*"),
     (r"\bdivided by\b|÷", "/"),
@@ -63,10 +72,20 @@ def _calculation(clause: str) -> dict[str, Any] | None:
     for pattern, operator in _WORD_OPERATORS:
         expression = re.sub(pattern, f" {operator} ", expression, flags=re.I)
     expression = " ".join(expression.split()).rstrip("?.!= ")
-    if re.fullmatch(r"[\d\s.+\-*/%()]*\d[\d\s.+\-*/%()]*|[a-z0-9]+\(.*\)", expression, re.I):
+    if _EXPRESSION.fullmatch(expression) and re.search(r"\d|\bpi\b|\be\b", expression, re.I):
         if re.search(r"[+\-*/%(]", expression):
             return {"expression": expression}
     return None
+
+
+def _tickers(text: str) -> list[str]:
+    """Ticker symbols in a request: upper-case words, or the word after "of"/"for" in any case."""
+    words = re.findall(r"\b[A-Z]{1,5}(?:\.[A-Z])?\b", text)
+    if not [word for word in words if word not in _NOT_TICKERS]:
+        words = [
+            w.upper() for w in re.findall(r"\b(?:of|for)\s+([a-z]{1,5}(?:\.[a-z])?)\b", text, re.I)
+        ]
+    return list(dict.fromkeys(word for word in words if word not in _NOT_TICKERS))
 
 
 def _roi(clause: str) -> dict[str, Any] | None:
@@ -97,13 +116,8 @@ def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
     if re.search(r"\bjira\b|\bproject metrics\b", text, re.I):
         project = re.search(r"\bproject\s+([A-Za-z][A-Za-z0-9_]*)", text, re.I)
         return [("jira_metrics", {"project": project.group(1) if project else ""})]
-    if re.search(r"\bstock\b|\bshare price\b|\bquote\b|\bprice of\b", text, re.I):
-        tickers = [
-            word
-            for word in re.findall(r"\b[A-Z]{1,5}(?:\.[A-Z])?\b", text)
-            if word not in _NOT_TICKERS
-        ]
-        return [("stock_price", {"ticker": ticker}) for ticker in dict.fromkeys(tickers)]
+    if re.search(r"\bstocks?\b|\bshare price\b|\bquote\b|\bprices? of\b", text, re.I):
+        return [("stock_price", {"ticker": ticker}) for ticker in _tickers(text)]
     if re.search(r"\bip\b|\bip address\b|\bhostname\b", text, re.I):
         return [("get_ip", {})]
     if (calculation := _calculation(text)) is not None:
@@ -113,14 +127,15 @@ def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
 
 def plan_for_user_message(message: str, tool_names: set[str]) -> OfflineReply:
     """Tool calls for a user message, or an honest answer when no tool fits."""
-    calls = _intents(message)
-    if not calls:
-        # "Calculate 15 * 23 and what is my IP address?" asks for two tools at once.
-        clauses = re.split(r"\s*(?:;|\band then\b|\band\b|\balso\b)\s*", message, flags=re.I)
-        if len(clauses) > 1:
-            per_clause = [_intents(clause) for clause in clauses if clause.strip()]
-            if all(per_clause):
-                calls = [call for clause_calls in per_clause for call in clause_calls]
+    # "Calculate 15 * 23 and what is my IP address?" asks for two tools at once: when every
+    # clause asks for something, those are the calls; otherwise the message is one request
+    # ("Echo salt and pepper", "the stock prices of AAPL and MSFT").
+    clauses = [c for c in _CLAUSE_SEPARATOR.split(message) if c.strip()]
+    per_clause = [_intents(clause) for clause in clauses] if len(clauses) > 1 else []
+    if per_clause and all(per_clause):
+        calls = [call for clause_calls in per_clause for call in clause_calls]
+    else:
+        calls = _intents(message)
     calls = [call for call in calls if call[0] in tool_names]
     if calls:
         return OfflineReply(tool_calls=calls)
@@ -136,7 +151,11 @@ def _money(value: Any) -> str:
 def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
     """One sentence about one tool result, for the final answer."""
     if content.startswith("Error"):
-        return f"The {name} tool failed: {content.removeprefix('Error:').strip()}"
+        problem = content.removeprefix("Error:").strip()
+        # The workflow's own messages already name the tool ("the stock_price tool is ...").
+        if problem.lower().startswith(f"the {name} tool"):
+            return problem[0].upper() + problem[1:]
+        return f"The {name} tool failed: {problem}"
     try:
         data = json.loads(content)
     except ValueError:
@@ -172,6 +191,7 @@ def answer_from_tool_results(messages: list[dict[str, Any]]) -> str:
     """The final answer: one sentence per tool result since the last user message."""
     arguments: dict[str, dict[str, Any]] = {}
     sentences: list[str] = []
+    names: list[str] = []
     start = max(i for i, m in enumerate(messages) if m.get("role") == "user")
     for message in messages[start + 1 :]:
         for call in message.get("tool_calls") or []:
@@ -181,9 +201,14 @@ def answer_from_tool_results(messages: list[dict[str, Any]]) -> str:
                 arguments[call["id"]] = {}
         if message.get("role") == "tool":
             args = arguments.get(message.get("tool_call_id") or "", {})
-            sentences.append(
-                describe_result(message.get("name") or "tool", args, message["content"])
-            )
+            names.append(message.get("name") or "tool")
+            sentences.append(describe_result(names[-1], args, message["content"]))
+    if len(sentences) > 1:
+        # Several results read as several sentences, not "2**10 = 1024 hi 3+4 = 7".
+        sentences = [
+            ("Echo: " if name == "echo" else "") + s + ("" if s.endswith((".", "!", "?")) else ".")
+            for name, s in zip(names, sentences, strict=True)
+        ]
     return " ".join(sentences)
 
 
