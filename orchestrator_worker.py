@@ -33,8 +33,8 @@ async def main(client: Client | None = None) -> None:
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR.namespace)
-    worker = orchestrator_worker(client)
     logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
+    worker = orchestrator_worker(client)
     await run_until_stopped(worker, "Orchestrator worker")
 
 

@@ -28,6 +28,20 @@ DEFAULT_MODEL = "openai/gpt-4o-mini"
 OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
 
+# The model this worker process answers with, as `get_status` reports it to clients.
+_worker_model: str | None = None
+
+
+def announce_worker_model(description: str) -> None:
+    """Record the model this worker uses, for the clients' banner."""
+    global _worker_model
+    _worker_model = description
+
+
+def worker_model() -> str | None:
+    """The model this worker process answers with, once announced."""
+    return _worker_model
+
 
 @dataclass(frozen=True)
 class LLMSettings:

@@ -127,6 +127,8 @@ class AgentStatus(BaseModel):
     turns: int = 0
     queued_messages: int = 0
     model: str | None = None
+    # The model the worker that answered this query is configured with, and why if offline.
+    worker_model: str | None = None
 
 
 class PlanInput(BaseModel):

@@ -14,12 +14,15 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool, plan_next_action
+from app.agent.llm_client import announce_worker_model, choose_model
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
     """The agent workflow with its LLM and local-tool activities."""
+    # Clients learn the model from the worker (get_status), not from their own environment.
+    announce_worker_model(choose_model().describe())
     settings: dict[str, Any] = {
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],

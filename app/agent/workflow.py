@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.activities import execute_tool, plan_next_action
     from app.agent.conversation import planner_window
     from app.agent.event_stream import ConversationEvents
+    from app.agent.llm_client import worker_model
     from app.agent.models import (
         AgentInput,
         AgentResult,
@@ -135,8 +136,9 @@ class AgentWorkflow:
 
     @workflow.query
     def get_status(self) -> AgentStatus:
-        """What the agent is doing right now."""
-        return self._status
+        """What the agent is doing right now, and the model of the worker that answers."""
+        # Read from the worker process, not workflow state: queries never enter history.
+        return self._status.model_copy(update={"worker_model": worker_model()})
 
     def _window(self) -> list[Message]:
         config = self._config

@@ -24,9 +24,9 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from app.cli.chat import describe_model, run_session, run_until_interrupted
+from app.cli.chat import run_session, run_until_interrupted
 from app.cli.progress import Progress, server_error, shown_path
-from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
+from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
     connect,
     connection_problem,
@@ -86,8 +86,6 @@ class Demo:
 
     async def _run(self) -> int:
         self.state.mkdir(parents=True, exist_ok=True)
-        # Naming the model imports LiteLLM (seconds): overlap it with the start-up.
-        model = asyncio.ensure_future(in_daemon_thread(describe_model))
         address, web_ui = self.server_address()
         os.environ["TEMPORAL_ADDRESS"] = address
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -103,7 +101,6 @@ class Demo:
             client,
             self.terminal,
             conversation_id=self.args.conversation_id,
-            model=model,
             web_ui=web_ui,
             resume_command="uv run demo",
         )

@@ -155,6 +155,13 @@ class ChatSession:
         if self.terminal.interactive:
             self.terminal.say("Type a message; /help lists the commands; quit leaves.")
 
+    async def worker_model(self) -> str:
+        """The model the orchestrator worker answers with, as it reports it."""
+        status, _ = await self._status()
+        if status is None or status.worker_model is None:
+            return "not known yet (no orchestrator worker has answered)"
+        return status.worker_model
+
     async def warn_if_no_worker(self) -> None:
         """Say at once when no orchestrator worker polls: messages would wait for one."""
         if await self._worker_polls() is False:
