@@ -24,6 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from app.agent.llm_client import litellm_module
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
+from app.cli.demo import demo_command
+from app.cli.live import clean
 from app.core.names import PROJECT_ROOT
 from tests.stack_processes import program_env, run_program
 
@@ -112,3 +114,15 @@ async def test_a_terminal_shows_the_answer_as_it_is_written_and_up_recalls_the_l
     print(f"\ntime to first text with OFFLINE_MODEL_LATENCY_MS=3000: {first_text:.2f} s")
     assert first_text < 2.5  # the whole answer takes over three seconds
     await handle.signal(AgentWorkflow.end_conversation)
+
+
+def test_control_sequences_are_stripped_from_what_the_model_writes():
+    hostile = "ok\x1b]0;pwned\x07 \x1b[2J\x1b[31mred\x1b[0m\tdone\r\n\x07bell\x9b"
+    assert clean(hostile) == "ok red\tdone\nbell"
+
+
+def test_the_demo_resume_hint_keeps_the_state_folder(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DEMO_STATE_DIR", "/tmp/my state")
+    assert demo_command() == "DEMO_STATE_DIR='/tmp/my state' uv run demo"
+    monkeypatch.delenv("DEMO_STATE_DIR")
+    assert demo_command() == "uv run demo"

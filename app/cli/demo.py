@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,12 @@ PID_FILE = "demo-pids.json"
 
 class DemoError(Exception):
     """Why the demo cannot run, in one line (a worker's log tail may follow)."""
+
+
+def demo_command() -> str:
+    """How to run the demo again with the same state folder (for the resume hint)."""
+    folder = os.environ.get("DEMO_STATE_DIR")
+    return f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
 
 
 def state_dir() -> Path:
@@ -102,7 +109,7 @@ class Demo:
             self.terminal,
             conversation_id=self.args.conversation_id,
             web_ui=web_ui,
-            resume_command="uv run demo",
+            resume_command=demo_command(),
         )
 
     def server_address(self) -> tuple[str, str | None]:

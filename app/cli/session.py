@@ -26,7 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.agent.models import AgentInput, AgentResult, AgentStatus
+from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.live import LiveView, clean, follow_turn
 from app.cli.retries import (
@@ -223,6 +223,13 @@ class ChatSession:
         """Send one message and print the agent's answer, or a one-line error."""
         if not self.terminal.interactive:
             self.terminal.say("You: " + (text if len(text) <= ECHO_LIMIT else _shortened(text)))
+        limit = AgentConfig().max_message_chars
+        if len(text) > limit:
+            # Said before sending: nothing is cut, and the workflow would refuse it anyway.
+            self.terminal.error(
+                f"Error: the message has {len(text):,} characters; the limit is {limit:,}"
+            )
+            return
         try:
             answer, view = await self._turn(text)
         except FatalChatError:
