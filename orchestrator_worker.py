@@ -33,8 +33,9 @@ async def main(client: Client | None = None) -> None:
     # Importing LiteLLM takes seconds: pay it now, while connecting, not on the first message.
     warming_up = asyncio.create_task(asyncio.to_thread(warm_up))
     client = client or await connect(ORCHESTRATOR.namespace)
-    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
+    # Built while LiteLLM imports: checking the workflow in its sandbox also takes seconds.
     worker = orchestrator_worker(client)
+    logging.getLogger(__name__).info("Model: %s", (await warming_up).describe())
     await run_until_stopped(worker, "Orchestrator worker")
 
 
