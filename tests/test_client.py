@@ -12,11 +12,13 @@ import asyncio
 import io
 import os
 import pty
+import re
 import signal
 import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -292,7 +294,7 @@ async def test_a_message_waits_for_a_late_worker_and_the_wait_is_explained(
 
 @pytest.mark.timeout(60)
 async def test_a_terminal_shows_what_the_workflow_is_doing(
-    served: Client, monkeypatch: pytest.MonkeyPatch
+    served: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     # Each planning call of the in-process worker takes 0.6 s, so there is progress to see.
     monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "600")
@@ -301,7 +303,12 @@ async def test_a_terminal_shows_what_the_workflow_is_doing(
         sys.executable,
         "client.py",
         cwd=PROJECT_ROOT,
-        env=program_env(TEMPORAL_ADDRESS=address(served), TERM="xterm"),
+        env=program_env(
+            TEMPORAL_ADDRESS=address(served),
+            TERM="xterm",
+            PROMPT_TOOLKIT_NO_CPR="1",
+            XDG_STATE_HOME=str(tmp_path),
+        ),
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -322,7 +329,7 @@ async def test_a_terminal_shows_what_the_workflow_is_doing(
     reader = threading.Thread(target=read_screen, daemon=True)
     reader.start()
     try:
-        await wait_until(lambda: b"You: " in screen, 20, "the prompt", screen.decode)
+        await wait_until(lambda: b"You:" in screen, 20, "the prompt", screen.decode)
         os.write(controller, b"Calculate 15 * 23\n")
         await wait_until(lambda: b"Agent: " in screen, 20, "the answer", screen.decode)
         os.write(controller, b"quit\n")
@@ -334,9 +341,10 @@ async def test_a_terminal_shows_what_the_workflow_is_doing(
         os.close(controller)
 
     text = screen.decode()
-    assert "\x1b[K" in text  # the progress line is redrawn in place ...
-    assert "thinking (" in text  # ... with the workflow's own status
-    assert "Agent: 15 * 23 = 345" in text
+    assert "\x1b[2K" in text  # the live view is redrawn in place ...
+    assert "thinking (" in text  # ... with what the stream says the agent does
+    assert "-> calculator(" in text  # ... and a line per tool call
+    assert "Agent: 15 * 23 = 345" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     await end(served, text.split("Conversation: ")[1].split()[0])
 
 

@@ -71,8 +71,9 @@ async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
     )
     assert status.turns == turns
     assert view.earlier_messages + len(view.messages) == turns * 4
-    # Sampled before the last continue-as-new, which starts run turns // per_run + 1.
-    assert len(runs) == turns // per_run
+    # Sampled before the last continue-as-new, which starts run turns // per_run + 1. Streamed
+    # text adds a signal per batch, so Temporal may suggest continuing as new before 200 turns.
+    assert len(runs) >= turns // per_run
     assert late <= 1.5 * early
 
 

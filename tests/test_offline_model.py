@@ -79,6 +79,26 @@ EXAMPLES = [
         "What are the stock prices of AAPL and MSFT?",
         [("stock_price", {"ticker": "AAPL"}), ("stock_price", {"ticker": "MSFT"})],
     ),
+    # What a new user tried in the first five minutes (issue 11).
+    (
+        "What is the stock price of AAPL and what is my IP address?",
+        [("stock_price", {"ticker": "AAPL"}), ("get_ip", {})],
+    ),
+    ("calculate sqrt(2) * pi", [("calculator", {"expression": "sqrt(2) * pi"})]),
+    (
+        "Calculate 2**10 and echo hi and what is 3+4",
+        [
+            ("calculator", {"expression": "2**10"}),
+            ("echo", {"message": "hi"}),
+            ("calculator", {"expression": "3+4"}),
+        ],
+    ),
+    ("what is the stock price of aapl?", [("stock_price", {"ticker": "AAPL"})]),
+    (
+        "what is my ip address, calculate 2 * 3",
+        [("get_ip", {}), ("calculator", {"expression": "2 * 3"})],
+    ),
+    ("Echo salt and pepper", [("echo", {"message": "salt and pepper"})]),
 ]
 
 
@@ -143,7 +163,7 @@ TOOL_RESULTS = [
         "stock_price",
         {"ticker": "AAPL"},
         "Error: the stock_price tool is unavailable: finance-nexus-endpoint did not answer",
-        "The stock_price tool failed: the stock_price tool is unavailable",
+        "The stock_price tool is unavailable: finance-nexus-endpoint did not answer",
     ),
 ]
 
@@ -245,3 +265,31 @@ async def test_a_cancelled_planning_call_leaves_the_litellm_warm_up_running(
         assert await llm_client.litellm_ready() is loaded
     finally:
         llm_client.warm_up.cache_clear()
+
+
+async def test_a_multi_part_answer_reads_as_sentences():
+    calls = [
+        ToolCall(id="c1", name="calculator", arguments='{"expression": "2**10"}'),
+        ToolCall(id="c2", name="echo", arguments='{"message": "hi"}'),
+        ToolCall(id="c3", name="calculator", arguments='{"expression": "3+4"}'),
+    ]
+    output = await plan(
+        [
+            Message.user("Calculate 2**10 and echo hi and what is 3+4"),
+            Message(role="assistant", tool_calls=calls),
+            Message.tool_result(calls[0], "1024"),
+            Message.tool_result(calls[1], "hi"),
+            Message.tool_result(calls[2], "7"),
+        ]
+    )
+    assert output.message.content == "2**10 = 1024. Echo: hi. 3+4 = 7."
+
+
+async def test_an_unknown_ticker_is_said_to_be_unknown():
+    from app.core.tool_errors import InvalidToolArguments
+    from app.finance.activities import SampleMarketData
+
+    with pytest.raises(InvalidToolArguments) as raised:
+        await SampleMarketData().quote("ZZZZZ")
+    assert str(raised.value).startswith("unknown ticker 'ZZZZZ': the sample market data")
+    assert (await SampleMarketData().quote("AAPL")).ticker == "AAPL"

@@ -39,6 +39,7 @@ from app.agent.models import (
     cap_text,
 )
 from app.agent.provider_errors import provider_error
+from app.agent.text_publisher import TextPublisher
 from app.agent.tool_catalog import TOOLS, tool_schemas
 from app.core.tool_errors import InvalidToolArguments
 
@@ -129,18 +130,23 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
-    try:
-        async with heartbeating():
-            # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
-            await litellm_ready()
-            # Trim for the models that may answer: the offline model when the configured one
-            # has no key, and the fallbacks.
-            messages = fit_to_context(candidate_models(settings), messages, tools)
-            response, model = await complete(messages, tools, settings)
-    except ApplicationError:
-        raise
-    except Exception as err:
-        raise provider_error(err, settings) from None
+    async with TextPublisher(input.turn_id) as publisher:
+        try:
+            async with heartbeating():
+                # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
+                await litellm_ready()
+                # Trim for the models that may answer: the offline model when the configured one
+                # has no key, and the fallbacks.
+                messages = fit_to_context(candidate_models(settings), messages, tools)
+                on_text = publisher.text if publisher.streams_text else None
+                response, model = await complete(messages, tools, settings, on_text)
+        except ApplicationError as err:
+            publisher.failed(err)
+            raise
+        except Exception as err:
+            error = provider_error(err, settings)
+            publisher.failed(error)
+            raise error from None
     choice = response.choices[0].message
     calls = [
         ToolCall(
@@ -152,7 +158,8 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
         # Only function tools are offered; anything else the model invents has no function.
         if (function := getattr(call, "function", None)) is not None
     ]
-    content = choice.content if isinstance(choice.content, str) else None
+    # A streamed answer with only tool calls has empty text, not none: keep the history uniform.
+    content = choice.content if isinstance(choice.content, str) and choice.content else None
     if not calls and not (content and content.strip()):
         # Asking again sends the same prompt: a model that answers nothing usually does again.
         raise _failure(

@@ -198,6 +198,8 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int | None]] = {
     "tan": (math.tan, 1, 1),
 }
 _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+# The names an expression may use, for code that recognises calculations in text.
+NAMES = (*_FUNCTIONS, *_CONSTANTS)
 _ALLOWED = (
     "only numbers, + - * / // % ** and parentheses, the constants pi and e, and the functions "
     + ", ".join(_FUNCTIONS)

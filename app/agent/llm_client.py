@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -37,6 +38,20 @@ OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
 # The orchestrator worker logs this, then the model, once LiteLLM is loaded.
 READY_TEXT = "LiteLLM loaded; model:"
+
+# The model this worker process answers with, as `get_status` reports it to clients.
+_worker_model: str | None = None
+
+
+def announce_worker_model(description: str) -> None:
+    """Record the model this worker uses, for the clients' banner."""
+    global _worker_model
+    _worker_model = description
+
+
+def worker_model() -> str | None:
+    """The model this worker process answers with, once announced."""
+    return _worker_model
 
 
 @dataclass(frozen=True)
@@ -181,18 +196,23 @@ async def complete(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
     settings: LLMSettings | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> tuple[ModelResponse, str]:
-    """One chat completion with native tool calling; returns the response and the model used."""
+    """One chat completion with native tool calling; returns the response and the model used.
+
+    With `on_text`, the answer is streamed: `on_text` gets each piece of text as it arrives, and
+    the response returned is rebuilt from the chunks, the same as without streaming.
+    """
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
     model = models[0]
     if model.startswith("offline/"):
         # A function in this process: litellm.acompletion's per-call work (a thread hop, logging,
         # two cost look-ups) cost ten times what the model does (bench/README.md).
-        response = await offline_model().acompletion(
-            model=model, messages=messages, optional_params={"tools": tools}
-        )
-        return response, model
+        call = {"model": model, "messages": messages, "optional_params": {"tools": tools}}
+        if on_text is None:
+            return await offline_model().acompletion(**call), model
+        return await offline_model().astream_to(on_text, **call), model
     kwargs: dict[str, Any] = {
         "model": model,
         "messages": for_provider(model, messages),
@@ -212,7 +232,10 @@ async def complete(
         "extra_headers": {"Authorization": basic_auth} if basic_auth else None,
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
-    response = await litellm_module().acompletion(**kwargs)
+    if on_text is None:
+        response = await litellm_module().acompletion(**kwargs)
+    else:
+        response = await _streamed(kwargs, on_text)
     # LiteLLM's fallbacks say in a response header which of the models answered.
     headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
     attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
@@ -318,6 +341,28 @@ def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, A
         else m
         for m in messages
     ]
+
+
+async def _streamed(kwargs: dict[str, Any], on_text: Callable[[str], None]) -> ModelResponse:
+    """The completion streamed, text passed to `on_text`, then rebuilt as one response."""
+    litellm = litellm_module()
+    stream = await litellm.acompletion(
+        **kwargs, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        delta = chunk.choices[0].delta if chunk.choices else None
+        # Tool-call deltas are partial JSON: only the rebuilt message carries them.
+        if delta is not None and isinstance(delta.content, str) and delta.content:
+            on_text(delta.content)
+    response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
+    if response is None:
+        raise ValueError("the LLM's stream ended without any chunk")
+    # Which model answered (fallbacks) is in the stream's headers, not in the rebuilt response.
+    hidden = getattr(stream, "_hidden_params", None) or {}
+    response._hidden_params = {**getattr(response, "_hidden_params", {}), **hidden}
+    return response
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

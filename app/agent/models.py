@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from app.agent.usage import ConversationUsage, LLMUsage, UsageTotals
 
@@ -147,6 +148,8 @@ class AgentInput(BaseModel):
     answered: list[AnsweredMessage] = Field(default_factory=list)
     # Tokens and cost so far: budgets and search attributes count the whole conversation.
     usage: ConversationUsage = Field(default_factory=ConversationUsage)
+    # The conversation's event stream (its short log and publishers), handed to the next run.
+    stream_state: WorkflowStreamState | None = None
 
 
 class AgentResult(BaseModel):
@@ -171,6 +174,8 @@ class AgentStatus(BaseModel):
     turns: int = 0
     queued_messages: int = 0
     model: str | None = None
+    # The model the worker that answered this query is configured with, and why if offline.
+    worker_model: str | None = None
 
 
 class PlanInput(BaseModel):
@@ -179,6 +184,8 @@ class PlanInput(BaseModel):
     messages: list[Message]
     # What the conversation has used so far, for the worker's budget (AGENT_MAX_*).
     spent: UsageTotals = Field(default_factory=UsageTotals)
+    # The turn (its `send_message` Update id) whose text the activity publishes as it arrives.
+    turn_id: str = ""
 
 
 class PlanOutput(BaseModel):

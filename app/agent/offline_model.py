@@ -18,18 +18,23 @@ import asyncio
 import json
 import os
 import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from litellm import CustomLLM, token_counter
+from litellm.types.llms.openai import ChatCompletionToolCallChunk
 from litellm.types.utils import (
     ChatCompletionMessageToolCall,
     Choices,
     Function,
+    GenericStreamingChunk,
     ModelResponse,
     Usage,
 )
 from litellm.types.utils import Message as LiteLLMMessage
+
+from app.agent.calculator import NAMES as CALCULATOR_NAMES
 
 CAPABILITIES = (
     "I'm the offline model, so I only understand a few kinds of request: arithmetic "
@@ -39,7 +44,14 @@ CAPABILITIES = (
     "Set LLM_MODEL and a provider key for a real LLM."
 )
 
-_NOT_TICKERS = {"I", "A", "AND", "THE", "OF", "FOR", "WHAT", "IS", "IT", "ME", "MY", "TO", "IN"}
+_NOT_TICKERS = {
+    *("I", "A", "AND", "THE", "OF", "FOR", "WHAT", "IS", "IT", "ME", "MY", "TO", "IN", "IP"),
+    *("ARE", "PRICE", "STOCK", "SHARE", "QUOTE", "GET", "SHOW", "TELL", "US", "ON"),
+}
+# An arithmetic expression: numbers, operators, parentheses and the calculator's names.
+_EXPRESSION = re.compile(r"(?:[\d\s.+\-*/%(),]|\b(?:" + "|".join(CALCULATOR_NAMES) + r")\b)+", re.I)
+# Several requests in one message: "... and ...", "...; ...", "..., ...", "... also ...".
+_CLAUSE_SEPARATOR = re.compile(r"\s*(?:;|,\s+|\band then\b|\band\b|\balso\b)\s*", re.I)
 _WORD_OPERATORS = [
     (r"\bmultiplied by\b|\btimes\b|×|(?<=\d)\s*x\s*(?=\d)", "*"),
     (r"\bdivided by\b|÷", "/"),
@@ -63,10 +75,20 @@ def _calculation(clause: str) -> dict[str, Any] | None:
     for pattern, operator in _WORD_OPERATORS:
         expression = re.sub(pattern, f" {operator} ", expression, flags=re.I)
     expression = " ".join(expression.split()).rstrip("?.!= ")
-    if re.fullmatch(r"[\d\s.+\-*/%()]*\d[\d\s.+\-*/%()]*|[a-z0-9]+\(.*\)", expression, re.I):
+    if _EXPRESSION.fullmatch(expression) and re.search(r"\d|\bpi\b|\be\b", expression, re.I):
         if re.search(r"[+\-*/%(]", expression):
             return {"expression": expression}
     return None
+
+
+def _tickers(text: str) -> list[str]:
+    """Ticker symbols in a request: upper-case words, or the word after "of"/"for" in any case."""
+    words = re.findall(r"\b[A-Z]{1,5}(?:\.[A-Z])?\b", text)
+    if not [word for word in words if word not in _NOT_TICKERS]:
+        words = [
+            w.upper() for w in re.findall(r"\b(?:of|for)\s+([a-z]{1,5}(?:\.[a-z])?)\b", text, re.I)
+        ]
+    return list(dict.fromkeys(word for word in words if word not in _NOT_TICKERS))
 
 
 def _roi(clause: str) -> dict[str, Any] | None:
@@ -141,13 +163,8 @@ def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
     if re.search(r"\bjira\b|\bproject metrics\b", text, re.I):
         project = re.search(r"\bproject\s+([A-Za-z][A-Za-z0-9_]*)", text, re.I)
         return [("jira_metrics", {"project": project.group(1) if project else ""})]
-    if re.search(r"\bstock\b|\bshare price\b|\bquote\b|\bprice of\b", text, re.I):
-        tickers = [
-            word
-            for word in re.findall(r"\b[A-Z]{1,5}(?:\.[A-Z])?\b", text)
-            if word not in _NOT_TICKERS
-        ]
-        return [("stock_price", {"ticker": ticker}) for ticker in dict.fromkeys(tickers)]
+    if re.search(r"\bstocks?\b|\bshare price\b|\bquote\b|\bprices? of\b", text, re.I):
+        return [("stock_price", {"ticker": ticker}) for ticker in _tickers(text)]
     if re.search(r"\bip\b|\bip address\b|\bhostname\b", text, re.I):
         return [("get_ip", {})]
     if (calculation := _calculation(text)) is not None:
@@ -157,14 +174,15 @@ def _intents(clause: str) -> list[tuple[str, dict[str, Any]]]:
 
 def plan_for_user_message(message: str, tool_names: set[str]) -> OfflineReply:
     """Tool calls for a user message, or an honest answer when no tool fits."""
-    calls = _intents(message)
-    if not calls:
-        # "Calculate 15 * 23 and what is my IP address?" asks for two tools at once.
-        clauses = re.split(r"\s*(?:;|\band then\b|\band\b|\balso\b)\s*", message, flags=re.I)
-        if len(clauses) > 1:
-            per_clause = [_intents(clause) for clause in clauses if clause.strip()]
-            if all(per_clause):
-                calls = [call for clause_calls in per_clause for call in clause_calls]
+    # "Calculate 15 * 23 and what is my IP address?" asks for two tools at once: when every
+    # clause asks for something, those are the calls; otherwise the message is one request
+    # ("Echo salt and pepper", "the stock prices of AAPL and MSFT").
+    clauses = [c for c in _CLAUSE_SEPARATOR.split(message) if c.strip()]
+    per_clause = [_intents(clause) for clause in clauses] if len(clauses) > 1 else []
+    if per_clause and all(per_clause):
+        calls = [call for clause_calls in per_clause for call in clause_calls]
+    else:
+        calls = _intents(message)
     calls = [call for call in calls if call[0] in tool_names]
     if calls:
         return OfflineReply(tool_calls=calls)
@@ -185,7 +203,11 @@ def _money(value: Any) -> str:
 def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
     """One sentence about one tool result, for the final answer."""
     if content.startswith("Error"):
-        return f"The {name} tool failed: {content.removeprefix('Error:').strip()}"
+        problem = content.removeprefix("Error:").strip()
+        # The workflow's own messages already name the tool ("the stock_price tool is ...").
+        if problem.lower().startswith(f"the {name} tool"):
+            return problem[0].upper() + problem[1:]
+        return f"The {name} tool failed: {problem}"
     if content.startswith("Not run:"):
         reason = content.removeprefix("Not run:").strip()
         if name == "create_jira_issue":
@@ -231,6 +253,7 @@ def answer_from_tool_results(messages: list[dict[str, Any]]) -> str:
     """The final answer: one sentence per tool result since the last user message."""
     arguments: dict[str, dict[str, Any]] = {}
     sentences: list[str] = []
+    names: list[str] = []
     start = max(i for i, m in enumerate(messages) if m.get("role") == "user")
     for message in messages[start + 1 :]:
         for call in message.get("tool_calls") or []:
@@ -240,9 +263,14 @@ def answer_from_tool_results(messages: list[dict[str, Any]]) -> str:
                 arguments[call["id"]] = {}
         if message.get("role") == "tool":
             args = arguments.get(message.get("tool_call_id") or "", {})
-            sentences.append(
-                describe_result(message.get("name") or "tool", args, message["content"])
-            )
+            names.append(message.get("name") or "tool")
+            sentences.append(describe_result(names[-1], args, message["content"]))
+    if len(sentences) > 1:
+        # Several results read as several sentences, not "2**10 = 1024 hi 3+4 = 7".
+        sentences = [
+            ("Echo: " if name == "echo" else "") + s + ("" if s.endswith((".", "!", "?")) else ".")
+            for name, s in zip(names, sentences, strict=True)
+        ]
     return " ".join(sentences)
 
 
@@ -277,38 +305,106 @@ def load_tokenizer() -> None:
 
 
 class OfflineAgentLLM(CustomLLM):
-    """LiteLLM custom provider that answers with `offline_reply`."""
+    """LiteLLM custom provider that answers with `offline_reply`, whole or streamed."""
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        latency_ms = float(os.environ.get("OFFLINE_MODEL_LATENCY_MS") or 0)
+        latency_ms = _latency_ms()
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
-        messages: list[dict[str, Any]] = kwargs.get("messages") or []
-        tools = (kwargs.get("optional_params") or {}).get("tools") or []
-        tool_names = {tool["function"]["name"] for tool in tools}
-        reply = offline_reply(messages, tool_names)
-        tool_calls = [
-            ChatCompletionMessageToolCall(
-                id=f"call_{len(messages)}_{index}",
-                type="function",
-                function=Function(name=name, arguments=json.dumps(arguments)),
-            )
-            for index, (name, arguments) in enumerate(reply.tool_calls)
-        ]
-        message = LiteLLMMessage(
-            role="assistant", content=reply.text, tool_calls=tool_calls or None
-        )
-        return ModelResponse(
-            model=kwargs.get("model") or "agent",
-            choices=[
-                Choices(
-                    index=0,
-                    finish_reason="tool_calls" if tool_calls else "stop",
-                    message=message,
-                )
-            ],
-            usage=_usage(messages, tools, reply),
-        )
+        return _response(kwargs)
+
+    async def astream_to(self, on_text: Callable[[str], None], **kwargs: Any) -> ModelResponse:
+        """The reply `acompletion` gives, its text passed to `on_text` word by word over the
+        latency as it would stream; what `llm_client.complete` calls, without LiteLLM."""
+        reply, _ = _reply(kwargs)
+        latency = _latency_ms() / 1000
+        words = re.findall(r"\S+\s*", reply.text or "")
+        if not words:
+            await asyncio.sleep(latency)
+        for word in words:
+            await asyncio.sleep(latency / len(words))
+            on_text(word)
+        return _response(kwargs)
+
+    async def astreaming(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        """The same reply, streamed: text word by word spread over the latency, tools at once."""
+        reply, call_prefix = _reply(kwargs)
+        latency = _latency_ms() / 1000
+        words = re.findall(r"\S+\s*", reply.text or "")
+        if not words:
+            await asyncio.sleep(latency)
+        for word in words:
+            await asyncio.sleep(latency / len(words))
+            yield _chunk(text=word)
+        for index, (name, arguments) in enumerate(reply.tool_calls):
+            tool_use: ChatCompletionToolCallChunk = {
+                "id": f"{call_prefix}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+                "index": index,
+            }
+            yield _chunk(tool_use=tool_use)
+        yield _chunk(finish_reason="tool_calls" if reply.tool_calls else "stop")
 
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         raise NotImplementedError("the offline model is async only: use litellm.acompletion")
+
+
+def _latency_ms() -> float:
+    return float(os.environ.get("OFFLINE_MODEL_LATENCY_MS") or 0)
+
+
+def _tools(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = (kwargs.get("optional_params") or {}).get("tools") or []
+    return tools
+
+
+def _response(kwargs: dict[str, Any]) -> ModelResponse:
+    """The whole reply to LiteLLM's call arguments, as a chat completion response."""
+    reply, call_prefix = _reply(kwargs)
+    tool_calls = [
+        ChatCompletionMessageToolCall(
+            id=f"{call_prefix}_{index}",
+            type="function",
+            function=Function(name=name, arguments=json.dumps(arguments)),
+        )
+        for index, (name, arguments) in enumerate(reply.tool_calls)
+    ]
+    message = LiteLLMMessage(role="assistant", content=reply.text, tool_calls=tool_calls or None)
+    return ModelResponse(
+        model=kwargs.get("model") or "agent",
+        choices=[
+            Choices(
+                index=0,
+                finish_reason="tool_calls" if tool_calls else "stop",
+                message=message,
+            )
+        ],
+        usage=_usage(kwargs.get("messages") or [], _tools(kwargs), reply),
+    )
+
+
+def _reply(kwargs: dict[str, Any]) -> tuple[OfflineReply, str]:
+    """The reply to LiteLLM's call arguments, and the prefix of its tool-call ids."""
+    messages: list[dict[str, Any]] = kwargs.get("messages") or []
+    tool_names = {tool["function"]["name"] for tool in _tools(kwargs)}
+    return offline_reply(messages, tool_names), f"call_{len(messages)}"
+
+
+def _chunk(
+    text: str = "",
+    tool_use: ChatCompletionToolCallChunk | None = None,
+    finish_reason: str | None = None,
+) -> GenericStreamingChunk:
+    return {
+        "text": text,
+        "tool_use": tool_use,
+        "is_finished": finish_reason is not None,
+        "finish_reason": finish_reason or "",
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        if finish_reason
+        else None,
+        "index": 0,
+    }

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.activities import execute_tool
     from app.agent.approvals import Approvals
     from app.agent.endpoints import SETUP_COMMAND, check_endpoints
+    from app.agent.event_stream import ConversationEvents
     from app.agent.models import (
         AgentConfig,
         EndpointCheck,
@@ -77,9 +78,12 @@ def describe_call(call: ToolCall) -> str:
 class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
-    def __init__(self, config: AgentConfig, approvals: Approvals) -> None:
+    def __init__(
+        self, config: AgentConfig, approvals: Approvals, events: ConversationEvents
+    ) -> None:
         self._config = config
         self._approvals = approvals
+        self._events = events
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -107,7 +111,7 @@ class ToolRunner:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
         missing = await self._missing_endpoints(run)
-        contents = await asyncio.gather(*(self._run_tool(call, missing) for call in run))
+        contents = await asyncio.gather(*(self._run_with_events(call, missing) for call in run))
         results = [
             Message.tool_result(call, self._within_budget(content, spent))
             for call, content in zip(run, contents, strict=True)
@@ -154,6 +158,16 @@ class ToolRunner:
             workflow.logger.warning("check_endpoints failed: %s", failure_message(err))
             return set()
         return set(result.missing)
+
+    async def _run_with_events(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+        """One tool call, announced on the conversation's stream as it starts and finishes."""
+        tool = TOOLS.get(call.name)
+        endpoint = tool.route.endpoint if tool is not None and tool.route is not None else None
+        self._events.tool_started(call.id, call.name, call.arguments, endpoint)
+        started = workflow.time()
+        content = await self._run_tool(call, missing_endpoints)
+        self._events.tool_finished(call.id, call.name, content, started)
+        return content
 
     async def _run_tool(self, call: ToolCall, missing_endpoints: set[str]) -> str:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from app.agent.activities import execute_tool, plan_next_action
 from app.agent.endpoints import EndpointsMissing, check_endpoints, require_endpoints
-from app.agent.llm_client import ModelChoice, choose_model
+from app.agent.llm_client import LLMSettings, ModelChoice, announce_worker_model, choose_model
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 from app.core.sandbox import SandboxedRunner
@@ -24,6 +24,11 @@ from app.core.setup import search_attribute_problem
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
     """The agent workflow with its LLM, local-tool and endpoint-check activities."""
+    # Clients learn the model from the worker (get_status), not from their own environment. Only
+    # an offline model is named here: naming any other may import LiteLLM (seconds), which the
+    # worker loads after it starts polling (`prepare_model` names it then).
+    if LLMSettings.from_env().model.startswith("offline/"):
+        announce_worker_model(choose_model().describe())
     settings: dict[str, Any] = {
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],
@@ -50,6 +55,7 @@ async def startup_problem(client: Client) -> str | None:
 def prepare_model() -> ModelChoice:
     """Choose the model once LiteLLM is loaded; the offline model also loads its tokenizer."""
     choice = choose_model()
+    announce_worker_model(choice.describe())
     if choice.is_offline:
         from app.agent.offline_model import load_tokenizer
 

@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.activities import plan_next_action
     from app.agent.approvals import Approvals, PendingApprovals, ToolDecision, ToolDecisionResult
     from app.agent.conversation import plan_input_bytes, planner_window
+    from app.agent.event_stream import ConversationEvents
+    from app.agent.llm_client import worker_model
     from app.agent.models import (
         AgentInput,
         AgentResult,
@@ -76,7 +78,9 @@ class AgentWorkflow:
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
         self._approvals = Approvals()
-        self._tools = ToolRunner(self._config, self._approvals)
+        # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
+        self._events = ConversationEvents(input.stream_state)
+        self._tools = ToolRunner(self._config, self._approvals, self._events)
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
         self._turn_started = workflow.now()
@@ -87,6 +91,9 @@ class AgentWorkflow:
         # From here on the validator refuses new messages, so the queue drains; the turns already
         # accepted finish first, because their senders are waiting for the answers.
         self._draining = True
+        await workflow.wait_condition(lambda: self._pending_turns == 0)
+        # Stream subscribers are Update handlers too: release them, then let every handler end.
+        self._events.detach()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
             carried = self._window()
@@ -106,6 +113,7 @@ class AgentWorkflow:
                         for update_id, answer in self._answered.items()
                     ],
                     usage=self._usage,
+                    stream_state=self._events.state(),
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -123,7 +131,9 @@ class AgentWorkflow:
         async with self._turn_lock:
             self._status.queued_messages -= 1
             self._begin_turn_usage()
+            self._events.turn_started(self._turns + 1)
             answer = await self._run_turn(message.strip())
+            self._events.answered(answer, self._status.model)
             self._end_turn_usage()
         self._pending_turns -= 1
         self._turns += 1
@@ -175,8 +185,10 @@ class AgentWorkflow:
 
     @workflow.query
     def get_status(self) -> AgentStatus:
-        """What the agent is doing right now."""
-        return self._approvals.shown_in(self._status)
+        """What the agent is doing right now, and the model of the worker that answers."""
+        # Read from the worker process, not workflow state: queries never enter history.
+        status = self._status.model_copy(update={"worker_model": worker_model()})
+        return self._approvals.shown_in(status)
 
     @workflow.query
     def get_pending_approvals(self) -> PendingApprovals:
@@ -262,6 +274,7 @@ class AgentWorkflow:
             else:
                 spent.steps += 1
                 spent.bytes += size
+                self._events.planning_step(spent.steps)
                 answer = await self._step(start, window, spent)
         self._set_status("idle")
         return answer
@@ -314,7 +327,7 @@ class AgentWorkflow:
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                PlanInput(messages=window, spent=self._usage.total),
+                PlanInput(messages=window, spent=self._usage.total, turn_id=self._events.turn_id),
                 start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
                 # The whole planning step, retries included, ends within this deadline.
                 schedule_to_close_timeout=timedelta(seconds=config.llm_deadline_seconds),

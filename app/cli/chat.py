@@ -15,20 +15,14 @@ from typing import Any
 
 from temporalio.client import Client
 
-from app.agent.llm_client import choose_model
 from app.cli.retries import FatalChatError
 from app.cli.session import ChatSession
-from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
+from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.codec import EncryptionKeyError
-from app.core.connection import ConnectionProblem, connect_or_explain, one_line
+from app.core.connection import ConnectionProblem, connect_or_explain
 from app.core.names import ORCHESTRATOR
 
 EXIT_GRACE_SECONDS = 0.1
-
-
-def describe_model() -> str:
-    """The model the agent answers with, and why the offline one if it is (imports LiteLLM)."""
-    return choose_model().describe()
 
 
 async def run_session(
@@ -36,7 +30,6 @@ async def run_session(
     terminal: Terminal,
     *,
     conversation_id: str | None,
-    model: asyncio.Future[str] | None,
     web_ui: str | None,
     resume_command: str,
 ) -> int:
@@ -50,13 +43,8 @@ async def run_session(
     except FatalChatError as err:
         terminal.error(str(err))
         return 1
-    description = None
-    if model is not None:
-        try:
-            description = await model
-        except Exception as err:  # the chat works without knowing the model's name
-            description = f"unknown ({one_line(str(err), 100)})"
-    session.banner(description, resumed=bool(conversation_id))
+    # The worker says which model answers; the client's own environment may differ.
+    session.banner(await session.worker_model(), resumed=bool(conversation_id))
     await session.warn_if_no_worker()
     if conversation_id:
         await session.approvals.announce()
@@ -124,8 +112,6 @@ async def main(
     terminal = Terminal.from_stdio()
 
     async def chat() -> int:
-        # Naming the model imports LiteLLM (seconds): do it while connecting.
-        model = asyncio.ensure_future(in_daemon_thread(describe_model))
         if client is None:
             quiet_sdk_logs()
         try:
@@ -138,7 +124,6 @@ async def main(
             connected,
             terminal,
             conversation_id=args.conversation_id,
-            model=model,
             web_ui=web_ui_for(address),
             resume_command=resume_command,
         )

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from app.agent.llm_client import READY_TEXT
-from app.cli.chat import describe_model, run_session, run_until_interrupted
+from app.cli.chat import run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
 from app.cli.progress import Progress, server_error, shown_path
-from app.cli.terminal import Terminal, in_daemon_thread, quiet_sdk_logs, web_ui_for
+from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
     connect,
     connection_problem,
@@ -58,6 +59,12 @@ PID_FILE = "demo-pids.json"
 
 class DemoError(Exception):
     """Why the demo cannot run, in one line (a worker's log tail may follow)."""
+
+
+def demo_command() -> str:
+    """How to run the demo again with the same state folder (for the resume hint)."""
+    folder = os.environ.get("DEMO_STATE_DIR")
+    return f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
 
 
 def state_dir() -> Path:
@@ -93,8 +100,6 @@ class Demo:
 
     async def _run(self) -> int:
         self.state.mkdir(parents=True, exist_ok=True)
-        # Naming the model imports LiteLLM (seconds): overlap it with the start-up.
-        model = asyncio.ensure_future(in_daemon_thread(describe_model))
         address, web_ui = self.server_address()
         os.environ["TEMPORAL_ADDRESS"] = address
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -117,9 +122,8 @@ class Demo:
             client,
             self.terminal,
             conversation_id=self.args.conversation_id,
-            model=model,
             web_ui=web_ui,
-            resume_command="uv run demo",
+            resume_command=demo_command(),
         )
 
     def server_address(self) -> tuple[str, str | None]:

@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHandle
 
 from app.agent.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
+from app.cli.live import clean
 from app.cli.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -55,7 +56,8 @@ async def show_history(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow,
         return
     terminal.say(f"History of {handle.id}:")
     for line in format_history(view.messages, view.earlier_messages):
-        terminal.say(line)
+        # Model and tool output may hold control sequences that would retitle or clear a terminal.
+        terminal.say(clean(line) if terminal.live else line)
 
 
 async def show_usage(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow, Any]) -> None:

@@ -1,10 +1,11 @@
 """One user's chat with one conversation: start or attach, send each line, print the answer.
 
 Each message is the Update `send_message` with an Update id of its own, so a retried send never
-runs a turn twice. While a turn runs the session polls the workflow's `get_status` query for the
-progress line, and explains long silences (no worker, a failing workflow task). On a terminal each
-answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
-`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable
+runs a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow
+Stream (`app.cli.live`); the session explains long silences (no worker, a failing workflow task)
+with one `get_status` query after each ten quiet seconds. On a terminal each answer is followed by
+one dim line saying what the turn used (`get_usage`); piped output stays `You:`/`Agent:` lines
+only. Leaving the chat does not end the conversation: it stays resumable
 with `--conversation-id` until `/end`.
 """
 
@@ -26,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
+from app.cli.live import LiveView, follow_turn
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
@@ -40,15 +42,13 @@ from app.cli.retries import (
     silent_workflow_hint,
     slow_acceptance_hint,
 )
-from app.cli.terminal import Terminal, indent_answer, status_text, workflow_link
+from app.cli.terminal import Terminal, indent_answer, workflow_link
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
 
-# A terminal's progress line is redrawn this often; each redraw asks the workflow for its status.
-STATUS_POLL_SECONDS = 0.12
-# Without a terminal nobody watches a spinner: ask only often enough to notice a silent worker.
-PLAIN_STATUS_POLL_SECONDS = 1.0
+# How often the session checks how long the turn has been quiet.
+SILENCE_CHECK_SECONDS = 0.5
 # An Update waits for a worker forever; after this long we tell the user why.
 ACCEPT_HINT_SECONDS = 10.0
 SILENT_WORKER_HINT_SECONDS = 10.0
@@ -73,6 +73,8 @@ class _Turn:
 
     started: float
     accepted: bool = False
+    # The live view on a terminal (None when the output is piped).
+    view: LiveView | None = None
 
 
 class ChatSession:
@@ -156,6 +158,15 @@ class ChatSession:
         if self.terminal.interactive:
             self.terminal.say("Type a message; /help lists the commands; quit leaves.")
 
+    async def worker_model(self) -> str:
+        """The model the orchestrator worker answers with, as it reports it."""
+        status, _ = await self._status()
+        if status is None:
+            return "not known yet (no orchestrator worker has answered)"
+        if status.worker_model is None:
+            return "not known yet (the orchestrator worker is still loading LiteLLM)"
+        return status.worker_model
+
     async def warn_if_no_worker(self) -> None:
         """Say at once when no orchestrator worker polls: messages would wait for one."""
         if await self._worker_polls() is False:
@@ -234,7 +245,7 @@ class ChatSession:
         update_id = f"message-{uuid.uuid4()}"
         started = time.monotonic()
         try:
-            answer = await self._turn(text, update_id)
+            answer, view = await self._turn(text, update_id)
         except FatalChatError:
             raise
         except ConversationClosed as err:
@@ -244,7 +255,10 @@ class ChatSession:
         except ChatError as err:
             self.terminal.error(f"Error: {err}")
             return
-        self.terminal.say(indent_answer("Agent: ", answer))
+        if view is not None:
+            view.answer(answer)
+        else:
+            self.terminal.say(indent_answer("Agent: ", answer))
         if self.terminal.interactive:
             await show_turn_usage(self.terminal, self.handle, update_id, time.monotonic() - started)
 
@@ -293,60 +307,64 @@ class ChatSession:
             f"`{self.resume_command} --conversation-id {self.conversation_id}`."
         )
 
-    async def _turn(self, text: str, update_id: str) -> str:
-        """Deliver the message, wait for the answer, and show progress meanwhile."""
+    async def _turn(self, text: str, update_id: str) -> tuple[str, LiveView | None]:
+        """Deliver the message, wait for the answer, and show the turn live meanwhile."""
         turn = _Turn(started=time.monotonic())
-        progress = asyncio.create_task(self._show_progress(turn))
+        tasks = [asyncio.create_task(self._watch_silence(turn))]
+        if self.terminal.live:
+            turn.view = self.terminal.live_view = LiveView(self.terminal.console).__enter__()
+            # From the stream's start: the log holds only this turn and the one before it.
+            follow = follow_turn(self.client, self.conversation_id, update_id, 0, turn.view)
+            tasks.append(asyncio.create_task(follow))
         self._in_flight = turn
         try:
             retries = self._retries()
             while True:
                 update = await deliver(self.handle, text, update_id, retries)
                 turn.accepted = True
+                if turn.view is not None:
+                    turn.view.doing = "waiting for the agent"
                 try:
-                    return await self.approvals.during(await_answer(update, self._retries()))
+                    answer = await self.approvals.during(await_answer(update, self._retries()))
+                    return answer, turn.view
                 except RunFull:
                     # Refused (a rejection is in no history), so the same id is new to the next
                     # run, which our handle (no run id) reaches once this one continues as new.
                     turn.accepted = False
                     await retries.after_run_full()
         finally:
-            progress.cancel()
-            await asyncio.gather(progress, return_exceptions=True)
-            self.terminal.clear_status()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if turn.view is not None:
+                turn.view.__exit__()
+                self.terminal.live_view = None
             current = asyncio.current_task()
             if current is None or not current.cancelling():
                 self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
 
-    async def _show_progress(self, turn: _Turn) -> None:
-        """Redraw the progress line from the workflow's status; explain long silences."""
-        frame = 0
+    async def _watch_silence(self, turn: _Turn) -> None:
+        """Explain a slow acceptance, or a turn quiet for long (a worker gone, a failing task)."""
         hinted_accept = hinted_silent = False
-        last_heard = time.monotonic()
+        last_heard = turn.started
         while True:
+            await asyncio.sleep(SILENCE_CHECK_SECONDS)
             now = time.monotonic()
             if not turn.accepted:
-                text = "sending"
                 if now - turn.started > ACCEPT_HINT_SECONDS and not hinted_accept:
                     hinted_accept = True
                     self.terminal.error(await self._slow_acceptance_hint())
-            else:
+                continue
+            if turn.view is not None:
+                last_heard = max(last_heard, turn.view.last_event)
+            if now - last_heard > SILENT_WORKER_HINT_SECONDS and not hinted_silent:
+                # Quiet for long: one query tells a busy LLM from a missing worker.
                 status, problem = await self._status()
                 if status is not None:
-                    last_heard, text = now, status_text(status)
+                    last_heard = time.monotonic()
                 else:
-                    text = "waiting for the orchestrator worker"
-                    if now - last_heard > SILENT_WORKER_HINT_SECONDS and not hinted_silent:
-                        hinted_silent = True
-                        self.terminal.error(silent_workflow_hint(problem))
-            frame += 1
-            elapsed = time.monotonic() - turn.started
-            self.terminal.status(
-                f"{self.terminal.frames[frame % len(self.terminal.frames)]} {text}"
-                f" ({elapsed:.1f} s)"
-            )
-            live = self.terminal.live
-            await asyncio.sleep(STATUS_POLL_SECONDS if live else PLAIN_STATUS_POLL_SECONDS)
+                    hinted_silent = True
+                    self.terminal.error(silent_workflow_hint(problem))
 
     async def _status(self) -> tuple[AgentStatus | None, str]:
         """The workflow's status, or None and why the query failed."""

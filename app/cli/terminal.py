@@ -1,9 +1,9 @@
 """The user's side of the chat: lines in, the transcript out, and how things are rendered.
 
-On a terminal the chat shows a prompt, a progress line redrawn in place and dim notes (each
-turn's usage); with piped input or output it prints plain `You:` / `Agent:` lines and nothing
-else on stdout, so scripts can read it.
-Errors and hints always go to stderr, one line each.
+On a terminal the chat reads lines with `prompt_toolkit` (line editing, Up/Down history kept in
+a file across sessions, no 4,095-character line limit) and shows turns live with `rich`; with
+piped input or output it prints plain `You:` / `Agent:` lines and nothing else on stdout, so
+scripts can read it. Errors and hints always go to stderr, one line each.
 """
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
+import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, TextIO, TypeVar
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TextIO, TypeVar
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from rich.console import Console
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from app.agent.models import AgentStatus, Message
+from app.agent.models import Message
 from app.core.connection import is_local, one_line, split_address
 
 T = TypeVar("T")
@@ -112,15 +116,20 @@ def format_history(messages: list[Message], earlier_messages: int) -> list[str]:
     return lines
 
 
-def status_text(status: AgentStatus) -> str:
-    """What the workflow says it is doing, as the progress line shows it."""
-    if status.state == "idle":
-        text = "waiting for the workflow"
+def history_file() -> Path:
+    """Where the typed lines are kept: the demo's state folder, or the user's state folder."""
+    if os.environ.get("DEMO_STATE_DIR"):
+        folder = Path(os.environ["DEMO_STATE_DIR"])
     else:
-        text = status.detail or status.state.replace("_", " ")
-    if status.queued_messages:
-        text += f" ({status.queued_messages} more queued)"
-    return text
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        folder = Path(base) / "durable-agent"
+    return folder / "chat-history"
+
+
+class Pausable(Protocol):
+    """A live display that must step aside while a line is printed under it."""
+
+    def paused(self) -> contextlib.AbstractContextManager[None]: ...
 
 
 class Terminal:
@@ -130,14 +139,14 @@ class Terminal:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         # A person is typing: show a prompt, and let the terminal echo what they type.
         self.interactive = _isatty(stdin) and _isatty(stdout)
-        # Only a real terminal gets a redrawn progress line (ANSI); pipes and files get plain text.
+        # Only a real terminal gets the live view (ANSI); pipes and files get plain text.
         self.live = self.interactive and os.environ.get("TERM") != "dumb"
-        encoding = (getattr(stdout, "encoding", None) or "").lower()
-        self.frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if "utf" in encoding else "|/-\\"
-        self._status_shown = False
-        # A prompt waiting for its answer: the progress line must not overwrite it.
-        self._prompt_open = False
-        # One read at a time: a read nobody waits for any more hands its line to the next one.
+        self.console = Console(file=stdout, force_terminal=self.live, highlight=False)
+        # The live view of the turn in flight, if any: errors are printed above it.
+        self.live_view: Pausable | None = None
+        self._prompt: PromptSession[str] | None = None
+        # Piped input is read one line at a time: a read nobody waits for any more (the caller
+        # was cancelled) hands its line to the next one.
         self._reading: asyncio.Future[str] | None = None
 
     @classmethod
@@ -150,64 +159,69 @@ class Terminal:
 
     def say(self, text: str) -> None:
         """A line of the transcript."""
-        self.clear_status()
-        self._leave_prompt()
         print(text, file=self.stdout, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line of the transcript that matters less (each turn's usage): dim on a terminal."""
+        if not self.live:
+            self.say(text)
+            return
+        with self._above_live_view():
+            self.console.print(text, style="dim", markup=False, highlight=False)
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
-        self.clear_status()
-        self._leave_prompt()
-        self.stdout.flush()
-        print(text, file=self.stderr, flush=True)
-
-    def note(self, text: str) -> None:
-        """A line of the transcript that matters less: dim on a live terminal."""
-        self.say(f"\x1b[2m{text}\x1b[0m" if self.live else text)
-
-    def status(self, text: str) -> None:
-        """Redraw the progress line (terminals only, and not over an open prompt)."""
-        if not self.live or self._prompt_open:
-            return
-        width = shutil.get_terminal_size().columns - 1
-        self.stdout.write("\r\x1b[K" + text[:width])
-        self.stdout.flush()
-        self._status_shown = True
-
-    def clear_status(self) -> None:
-        """Erase the progress line, if one is shown."""
-        if self._status_shown:
-            self.stdout.write("\r\x1b[K")
+        with self._above_live_view():
             self.stdout.flush()
-            self._status_shown = False
+            print(text, file=self.stderr, flush=True)
 
     async def read_line(self, prompt: str) -> str | None:
         """The next line the user typed, without its newline; None at end of input.
 
-        Cancelling the caller leaves the read going (a thread blocked on stdin cannot be
-        stopped): the line goes to the next caller, so nothing typed is lost or read twice.
+        Cancelling the caller of a piped read leaves the read going (a thread blocked on stdin
+        cannot be stopped): the line goes to the next caller, so nothing is lost or read twice.
         """
         if self.interactive:
-            self.clear_status()
-            self._leave_prompt()
-            self.stdout.write(prompt)
-            self.stdout.flush()
-            self._prompt_open = True
+            with self._above_live_view():
+                return await self._prompt_line(prompt)
         if self._reading is None:
             self._reading = asyncio.ensure_future(in_daemon_thread(self.stdin.readline))
         reading = self._reading
         line = await asyncio.shield(reading)
         if self._reading is reading:
             self._reading = None
-        # The terminal echoed the Enter: the cursor is on a fresh line.
-        self._prompt_open = False
         return line.rstrip("\r\n") if line else None
 
-    def _leave_prompt(self) -> None:
-        """Move below a prompt nobody answered, before printing anything else."""
-        if self._prompt_open:
-            self.stdout.write("\n")
-            self._prompt_open = False
+    async def _prompt_line(self, prompt: str) -> str | None:
+        if self._prompt is None:
+            self._prompt = PromptSession(history=_history())
+        try:
+            return await self._prompt.prompt_async(prompt)
+        except EOFError:  # Ctrl-D
+            return None
+        except KeyboardInterrupt:
+            # The prompt reads Ctrl-C as a key; leave exactly as a Ctrl-C between turns does.
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.Event().wait()  # cancelled by the SIGINT handler
+            return None
+
+    @contextlib.contextmanager
+    def _above_live_view(self) -> Iterator[None]:
+        if self.live_view is None:
+            yield
+            return
+        with self.live_view.paused():
+            yield
+
+
+def _history() -> FileHistory | InMemoryHistory:
+    path = history_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    except OSError:  # a read-only home: history for this session only
+        return InMemoryHistory()
+    return FileHistory(str(path))
 
 
 def _isatty(stream: Any) -> bool:

@@ -40,11 +40,20 @@ class MarketDataClient(Protocol):
     async def quote(self, ticker: str) -> StockPriceOutput: ...
 
 
+# The tickers the sample feed knows; any other symbol is unknown, not given an invented price.
+SAMPLE_TICKERS = ("AAPL", "AMZN", "BRK.B", "GOOGL", "JPM", "META", "MSFT", "NVDA", "TSLA", "V")
+
+
 class SampleMarketData:
-    """Deterministic sample prices, the same for the same ticker every time."""
+    """Deterministic sample prices for `SAMPLE_TICKERS`, the same for a ticker every time."""
 
     async def quote(self, ticker: str) -> StockPriceOutput:
         """A sample price for `ticker`, derived from a hash of the symbol."""
+        if ticker not in SAMPLE_TICKERS:
+            raise InvalidToolArguments(
+                f"unknown ticker {ticker!r}: the sample market data (no market feed configured) "
+                f"has {', '.join(SAMPLE_TICKERS)}"
+            )
         seed = int.from_bytes(hashlib.sha256(ticker.encode()).digest()[:8], "big")
         return StockPriceOutput(
             ticker=ticker,

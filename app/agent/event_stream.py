@@ -1,0 +1,87 @@
+"""The conversation's Workflow Stream, as the agent workflow publishes to it.
+
+`ConversationEvents` owns the workflow's `WorkflowStream` (experimental in temporalio 1.35): it
+publishes the turn's progress events (`app.agent.events`) on one topic, keeps the log short (at
+the start of each turn it drops the events of turns before the previous one, so the log and the
+state carried across continue-as-new do not grow with the conversation), and hands its state to
+the next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
+
+with workflow.unsafe.imports_passed_through():
+    from app.agent.events import (
+        EVENT_TYPE,
+        EVENTS_TOPIC,
+        PlanningStep,
+        ToolCallFinished,
+        ToolCallStarted,
+        TurnAnswered,
+        TurnStarted,
+    )
+
+
+class ConversationEvents:
+    """The workflow side of the conversation's event stream."""
+
+    def __init__(self, prior_state: WorkflowStreamState | None) -> None:
+        # WorkflowStream registers its handlers and insists on being built from an `__init__`.
+        self._stream = WorkflowStream(prior_state)
+        self._topic = self._stream.topic(EVENTS_TOPIC, type=EVENT_TYPE)
+        self.turn_id = ""
+        # Where the previous turn's events start: the log keeps that turn and the current one.
+        self._previous_turn_offset = self._offset()
+
+    def turn_started(self, turn: int) -> None:
+        """A new turn, named by its `send_message` Update id; older turns leave the log."""
+        update = workflow.current_update_info()
+        self.turn_id = update.id if update else f"turn-{turn}"
+        self._stream.truncate(self._previous_turn_offset)
+        self._previous_turn_offset = self._offset()
+        self._topic.publish(TurnStarted(turn_id=self.turn_id, turn=turn))
+
+    def planning_step(self, step: int) -> None:
+        self._topic.publish(PlanningStep(turn_id=self.turn_id, step=step))
+
+    def tool_started(self, call_id: str, tool: str, arguments: str, endpoint: str | None) -> None:
+        self._topic.publish(
+            ToolCallStarted(
+                turn_id=self.turn_id,
+                call_id=call_id,
+                tool=tool,
+                arguments=arguments,
+                endpoint=endpoint,
+            )
+        )
+
+    def tool_finished(self, call_id: str, tool: str, content: str, started: float) -> None:
+        """A tool call's outcome; tool results that report a failure start with `Error:`."""
+        failed = content.startswith("Error:")
+        self._topic.publish(
+            ToolCallFinished(
+                turn_id=self.turn_id,
+                call_id=call_id,
+                tool=tool,
+                ok=not failed,
+                duration_ms=round((workflow.time() - started) * 1000),
+                error=content.removeprefix("Error:").strip()[:300] if failed else None,
+            )
+        )
+
+    def answered(self, answer: str, model: str | None) -> None:
+        self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=answer, model=model))
+
+    def detach(self) -> None:
+        """Release subscribers before the run ends; they follow the conversation's next run."""
+        self._stream.detach_pollers()
+
+    def state(self) -> WorkflowStreamState:
+        """What the next run needs to continue the stream (offsets stay the same)."""
+        return self._stream.get_state()
+
+    def _offset(self) -> int:
+        # The stream's offset query handler: WorkflowStream 1.35 has no public accessor for it.
+        return self._stream._on_offset()
