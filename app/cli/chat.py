@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 
+from app.agent.workflow import AgentWorkflow
 from app.cli.retries import FatalChatError
 from app.cli.session import ChatSession
 from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
@@ -43,9 +45,20 @@ async def run_session(
         terminal.error(str(err))
         return 1
     # The worker says which model answers; the client's own environment may differ.
-    session.banner(await session.worker_model(), resumed=bool(conversation_id))
+    session.banner(await worker_model(session), resumed=bool(conversation_id))
     await session.warn_if_no_worker()
     return await session.run()
+
+
+async def worker_model(session: ChatSession) -> str:
+    """The model the orchestrator worker answers with, as it reports it in `get_status`."""
+    try:
+        status = await session.handle.query(
+            AgentWorkflow.get_status, rpc_timeout=timedelta(seconds=1)
+        )
+    except Exception:  # no worker yet, a failing task: the chat works without the name
+        return "not known yet (no orchestrator worker has answered)"
+    return status.worker_model or "not known yet (the orchestrator worker did not say)"
 
 
 async def run_until_interrupted(main: Coroutine[Any, Any, int]) -> int:

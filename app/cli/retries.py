@@ -38,6 +38,13 @@ class ConversationClosed(ChatError):
     """The conversation has ended or no longer exists; /new starts another."""
 
 
+def over_limit(text: str, limit: int) -> str | None:
+    """The error for a message over the workflow's length limit, said before sending it."""
+    if len(text) <= limit:
+        return None
+    return f"Error: the message has {len(text):,} characters; the limit is {limit:,}"
+
+
 def rpc_problem(err: RPCError, address: str) -> str:
     """An RPC error in one line, naming the server when it is the server that is not answering."""
     if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):

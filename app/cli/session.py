@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
+from app.cli import terminal as screen
 from app.cli.live import LiveView, clean, follow_turn
 from app.cli.retries import (
     ChatError,
@@ -36,6 +37,7 @@ from app.cli.retries import (
     Retries,
     as_rpc_error,
     no_worker_hint,
+    over_limit,
     reraise_cancellation,
     rpc_problem,
     silent_workflow_hint,
@@ -55,15 +57,6 @@ SILENT_WORKER_HINT_SECONDS = 10.0
 QUERY_TIMEOUT = timedelta(seconds=2)
 ECHO_LIMIT = 500
 
-HELP = """Type a message and press Enter. Commands:
-  /history  show this conversation (tool calls indented)
-  /new      start a new conversation (this one stays open)
-  /end      end this conversation and leave
-  /help     this list
-  quit      leave; the conversation stays open to resume later (also exit, Ctrl-D, Ctrl-C)"""
-
-QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
-
 
 @dataclass
 class _Turn:
@@ -71,8 +64,7 @@ class _Turn:
 
     started: float
     accepted: bool = False
-    # The live view on a terminal (None when the output is piped).
-    view: LiveView | None = None
+    view: LiveView | None = None  # on a terminal only
 
 
 class ChatSession:
@@ -155,13 +147,6 @@ class ChatSession:
         if self.terminal.interactive:
             self.terminal.say("Type a message; /help lists the commands; quit leaves.")
 
-    async def worker_model(self) -> str:
-        """The model the orchestrator worker answers with, as it reports it."""
-        status, _ = await self._status()
-        if status is None or status.worker_model is None:
-            return "not known yet (no orchestrator worker has answered)"
-        return status.worker_model
-
     async def warn_if_no_worker(self) -> None:
         """Say at once when no orchestrator worker polls: messages would wait for one."""
         if await self._worker_polls() is False:
@@ -179,7 +164,7 @@ class ChatSession:
                 text = line.strip()
                 if not text:
                     continue
-                if text.lower() in QUIT_WORDS:
+                if text.lower() in screen.QUIT_WORDS:
                     return 0
                 if text.startswith("/"):
                     if await self.command(text):
@@ -200,7 +185,7 @@ class ChatSession:
         """Run one slash command; True when the chat should end."""
         name = text.split()[0].lower()
         if name == "/help":
-            self.terminal.say(HELP)
+            self.terminal.say(screen.HELP)
         elif name == "/history":
             await self.show_history()
         elif name == "/new":
@@ -223,12 +208,8 @@ class ChatSession:
         """Send one message and print the agent's answer, or a one-line error."""
         if not self.terminal.interactive:
             self.terminal.say("You: " + (text if len(text) <= ECHO_LIMIT else _shortened(text)))
-        limit = AgentConfig().max_message_chars
-        if len(text) > limit:
-            # Said before sending: nothing is cut, and the workflow would refuse it anyway.
-            self.terminal.error(
-                f"Error: the message has {len(text):,} characters; the limit is {limit:,}"
-            )
+        if (too_long := over_limit(text, AgentConfig().max_message_chars)) is not None:
+            self.terminal.error(too_long)  # before sending: the workflow would refuse it
             return
         try:
             answer, view = await self._turn(text)

@@ -30,6 +30,15 @@ T = TypeVar("T")
 
 HISTORY_LINE_LIMIT = 120
 
+HELP = """Type a message and press Enter. Commands:
+  /history  show this conversation (tool calls indented)
+  /new      start a new conversation (this one stays open)
+  /end      end this conversation and leave
+  /help     this list
+  quit      leave; the conversation stays open to resume later (also exit, Ctrl-D, Ctrl-C)"""
+
+QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
+
 
 def web_ui_for(address: str) -> str | None:
     """The dev server's Web UI for a local address: the gRPC port plus 1000, as it defaults to."""
