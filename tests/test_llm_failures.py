@@ -62,6 +62,13 @@ Make = Callable[[Any], Exception]
 _RESPONSE = httpx.Response(403, request=httpx.Request("POST", "http://127.0.0.1/v1"))
 
 
+@pytest.fixture(autouse=True)
+def no_text_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake servers speak the providers' non-streaming wire only (not SSE): these tests
+    check the error mapping of the plain call, so the activity makes it without streaming."""
+    monkeypatch.setenv("LLM_STREAM_TEXT", "0")
+
+
 def _refused(litellm: Any) -> Exception:
     err = litellm.InternalServerError(message="Connection error.", llm_provider="openai", model="m")
     err.__cause__ = ConnectionRefusedError(111, "Connect call failed")

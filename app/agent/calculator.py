@@ -198,8 +198,7 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int | None]] = {
     "tan": (math.tan, 1, 1),
 }
 _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
-# The names an expression may use, for code that recognises calculations in text.
-NAMES = (*_FUNCTIONS, *_CONSTANTS)
+NAMES = (*_FUNCTIONS, *_CONSTANTS)  # for code that recognises calculations in text
 _ALLOWED = (
     "only numbers, + - * / // % ** and parentheses, the constants pi and e, and the functions "
     + ", ".join(_FUNCTIONS)
