@@ -313,6 +313,14 @@ async def listed(client: Client, query: str, workflow_id: str) -> bool:
     return False
 
 
+
+@pytest.fixture
+def no_text_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake servers speak the providers' non-streaming wire only (not SSE)."""
+    monkeypatch.setenv("LLM_STREAM_TEXT", "0")
+
+
+@pytest.mark.usefixtures("no_text_streaming")
 async def test_done_when_usage_list_query_and_the_operators_budget(
     dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):

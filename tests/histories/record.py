@@ -243,7 +243,7 @@ RECORDINGS: list[Recording] = [
     Recording(
         "queued_messages",
         "three messages sent at once, answered in order",
-        sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of IBM?"),
+        sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of NVDA?"),
         latency_ms=300,
     ),
 ]
