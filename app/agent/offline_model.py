@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from litellm import CustomLLM, token_counter
+from litellm import CustomLLM
 from litellm.types.llms.openai import ChatCompletionToolCallChunk
 from litellm.types.utils import (
     ChatCompletionMessageToolCall,
@@ -30,11 +30,11 @@ from litellm.types.utils import (
     Function,
     GenericStreamingChunk,
     ModelResponse,
-    Usage,
 )
 from litellm.types.utils import Message as LiteLLMMessage
 
 from app.agent.calculator import NAMES as CALCULATOR_NAMES
+from app.agent.offline_tokens import count_usage
 
 CAPABILITIES = (
     "I'm the offline model, so I only understand a few kinds of request: arithmetic "
@@ -282,28 +282,6 @@ def offline_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Offli
     return plan_for_user_message(str(last.get("content") or ""), tool_names)
 
 
-def _usage(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]], reply: OfflineReply
-) -> Usage:
-    """Tokens as a real model would count them: the prompt with the tools, and the reply."""
-    tool_params: Any = tools or None
-    prompt = token_counter(model=_TOKENIZER_MODEL, messages=messages, tools=tool_params)
-    written = reply.text or json.dumps(reply.tool_calls)
-    completion = token_counter(model=_TOKENIZER_MODEL, text=written, count_response_tokens=True)
-    return Usage(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-    )
-
-
-# Any model LiteLLM tokenizes with tiktoken's bundled encoding (no download).
-_TOKENIZER_MODEL = "gpt-4o-mini"
-
-
-def load_tokenizer() -> None:
-    """Load the tokenizer now (about a second), rather than in the first offline call."""
-    token_counter(model=_TOKENIZER_MODEL, text="")
-
-
 class OfflineAgentLLM(CustomLLM):
     """LiteLLM custom provider that answers with `offline_reply`, whole or streamed."""
 
@@ -382,7 +360,9 @@ def _response(kwargs: dict[str, Any]) -> ModelResponse:
                 message=message,
             )
         ],
-        usage=_usage(kwargs.get("messages") or [], _tools(kwargs), reply),
+        usage=count_usage(
+            kwargs.get("messages") or [], _tools(kwargs), reply.text, reply.tool_calls
+        ),
     )
 
 

@@ -129,3 +129,16 @@ def budget_refusal(
         f"its budget is {limit} ({setting}). {how_to_raise.format(setting=setting)} "
         "Commands such as /usage still work."
     )
+
+
+def conversation_budget_refusal(
+    spent: UsageTotals, max_total_tokens: int | None, max_cost_usd: float | None
+) -> str | None:
+    """`budget_refusal` for a conversation's own limits (`AgentConfig`)."""
+    return budget_refusal(
+        spent,
+        max_total_tokens,
+        max_cost_usd,
+        settings=("AgentConfig.max_total_tokens", "AgentConfig.max_cost_usd"),
+        how_to_raise="To go on, start a new conversation (/new) with a higher {setting}.",
+    )

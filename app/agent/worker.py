@@ -57,7 +57,7 @@ def prepare_model() -> ModelChoice:
     choice = choose_model()
     announce_worker_model(choice.describe())
     if choice.is_offline:
-        from app.agent.offline_model import load_tokenizer
+        from app.agent.offline_tokens import load_tokenizer
 
         load_tokenizer()
     return choice

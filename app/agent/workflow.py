@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         utf8_size,
     )
     from app.agent.tool_runner import ToolRunner, TurnSpending, describe_call, timeout_type
-    from app.agent.usage import ConversationUsage, TurnUsage, budget_refusal
+    from app.agent.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
     from app.core.errors import failure_message
     from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, AGENT_WORKFLOW_NAME
 
@@ -320,10 +320,13 @@ class AgentWorkflow:
         return answer
 
     async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
-        if (refusal := self._budget_refusal()) is not None:
+        config = self._config
+        # This conversation's own budget (AgentConfig); the worker checks the operator's.
+        spent = self._usage.total
+        refusal = conversation_budget_refusal(spent, config.max_total_tokens, config.max_cost_usd)
+        if refusal is not None:
             return Message.assistant(refusal)
         self._set_status("thinking")
-        config = self._config
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
@@ -359,16 +362,6 @@ class AgentWorkflow:
         return plan.message
 
     # ---- Usage and budget ----
-
-    def _budget_refusal(self) -> str | None:
-        """Why this conversation's own budget (AgentConfig) allows no further LLM call."""
-        return budget_refusal(
-            self._usage.total,
-            self._config.max_total_tokens,
-            self._config.max_cost_usd,
-            settings=("AgentConfig.max_total_tokens", "AgentConfig.max_cost_usd"),
-            how_to_raise="To go on, start a new conversation (/new) with a higher {setting}.",
-        )
 
     def _count_call(self, plan: PlanOutput) -> None:
         self._usage.total.add(plan.usage)
