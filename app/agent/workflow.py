@@ -87,7 +87,7 @@ class AgentWorkflow:
 
     @workflow.run
     async def run(self, input: AgentInput) -> AgentResult:
-        await workflow.wait_condition(lambda: self._ending or not self._has_room_for_a_turn())
+        await workflow.wait_condition(lambda: self._ending or self._should_continue_as_new())
         # From here on the validator refuses new messages, so the queue drains; the turns already
         # accepted finish first, because their senders are waiting for the answers.
         self._draining = True
@@ -229,12 +229,15 @@ class AgentWorkflow:
             > config.max_history_bytes_per_run
             or info.get_current_history_length() + turns_to_come * self._events_per_turn()
             > config.max_history_events_per_run
-            or info.is_continue_as_new_suggested()
         )
 
+    def _should_continue_as_new(self) -> bool:
+        """Whether to drain and continue as new: the run is full, or the server suggests it."""
+        # Never a refusal: seen first in a speculative task, a refusal rolled it back (stuck).
+        return not self._has_room_for_a_turn() or workflow.info().is_continue_as_new_suggested()
+
     def _events_per_turn(self) -> int:
-        """A bound on the events one turn adds: per step, the planning call, its tools (three
-        events each at most) and the workflow tasks around them; then the Update's two."""
+        """A bound on the events of one turn: per step, planning, tools and tasks; the Update's."""
         config = self._config
         return 2 + config.max_steps_per_turn * (12 + 3 * config.max_tool_calls_per_step)
 
