@@ -58,13 +58,17 @@ def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], descriptio
     """`asyncio.run(main())`; a key problem ends the program with one line and exit code 1."""
     try:
         asyncio.run(main())
-    except EncryptionKeyError as err:
-        print(f"{description}: {err}", file=sys.stderr, flush=True)
+    except (EncryptionKeyError, SystemExit) as err:
+        # A key problem, or a start-up check that refused (SystemExit with its one line).
+        code = 1 if not isinstance(err, SystemExit) or isinstance(err.code, str) else err.code
+        if not isinstance(err, SystemExit) or isinstance(err.code, str):
+            message = str(err) if isinstance(err, SystemExit) else f"{description}: {err}"
+            print(message, file=sys.stderr, flush=True)
         # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's
         # import thread) still run crashed it now and then (PyGILState_Release), turning a clean
         # one-line exit into a core dump. The worker has shut down: nothing is left to clean up.
         logging.shutdown()
-        os._exit(1)
+        os._exit(code if isinstance(code, int) else 1)
 
 
 def configure_logging() -> None:
