@@ -174,7 +174,7 @@ class Report:
     profile: ProfileResult | None = None
     # CPU ms of one litellm.acompletion call (offline provider, in process): what a real
     # provider's planning call adds to the figures here, besides the network and the model.
-    litellm_call_cpu_ms: float | None = None
+    planning_call_cpu_ms: dict[str, float] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
 
     def write_json(self, path: Path) -> None:
@@ -308,7 +308,8 @@ def _render_latency(report: Report) -> str:
     n = report.main[0].latency_ms.n if report.main else 0
     title = (
         f"1. Turn latency, ms ({n} sequential turns per kind; "
-        f"model latency {report.settings['model_latency_ms']:g} ms per LLM call)"
+        f"model latency {report.settings['model_latency_ms']:g} ms per LLM call; token streaming "
+        f"{'on' if report.settings.get('stream_text', True) else 'off'})"
     )
     headers = ["turn kind", "LLM calls", "p50", "p95", "p99", "model", "tools"]
     headers += ["overhead p50", "p95", "p99"]
@@ -470,11 +471,13 @@ def _render_targets(report: Report) -> str:
         if cores
         else ""
     )
+    calls = report.planning_call_cpu_ms
     litellm = (
-        f"\nWith a real provider each planning call also pays LiteLLM's own work: "
-        f"{report.litellm_call_cpu_ms:.2f} ms of CPU per litellm.acompletion call in this run "
-        "(the offline model skips it)."
-        if report.litellm_call_cpu_ms is not None
+        "\nCPU of one planning call in this process (no Temporal): the offline model alone "
+        f"{calls['model']:.2f} ms; through litellm.acompletion {calls['litellm']:.2f} ms; "
+        f"streamed through LiteLLM {calls['litellm streamed']:.2f} ms. The difference is "
+        "LiteLLM's own work, which a real provider pays too."
+        if calls
         else ""
     )
     return f"Targets{load}\n" + table(["target", "measured", "limit", ""], rows) + litellm

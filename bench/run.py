@@ -51,7 +51,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
-from app.agent.llm_client import OFFLINE_MODEL, litellm_ready
+from app.agent.llm_client import OFFLINE_MODEL, litellm_ready, offline_model
 from app.agent.models import AgentConfig, AgentResult
 from app.agent.tool_catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
@@ -110,6 +110,7 @@ class Settings:
     turns: int
     turns_per_conversation: int
     model_latency_ms: float
+    stream_text: bool
     throughput_turns: int
     throughput_min_turns_each: int
     concurrency: tuple[int, ...]
@@ -127,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--turns", type=int, help="sequential turns per kind (default 200)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 turns per kind")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="model latency per call")
+    parser.add_argument(
+        "--stream-text",
+        choices=["on", "off"],
+        default="on",
+        help="token streaming in the workers (LLM_STREAM_TEXT; default on, as shipped)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument(
         "--turns-per-conversation", type=int, default=50, help="timed turns per conversation"
@@ -161,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         turns=turns,
         turns_per_conversation=min(args.turns_per_conversation, turns),
         model_latency_ms=args.latency_ms,
+        stream_text=args.stream_text == "on",
         throughput_turns=args.throughput_turns or (100 if args.quick else 1000),
         throughput_min_turns_each=2 if args.quick else 10,
         concurrency=tuple(int(level) for level in args.concurrency.split(",")),
@@ -176,14 +184,16 @@ def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def use_offline_model(latency_ms: float) -> None:
-    """This process's planner calls (the lower bound) use the offline model too."""
+def use_offline_model(latency_ms: float, stream_text: bool = True) -> None:
+    """This process's planner calls (the lower bound) use the offline model too; so do the
+    workers, which also get LLM_STREAM_TEXT from here (`bench.stack.worker_env`)."""
     for key in [k for k in os.environ if k.startswith(("LLM_", "OFFLINE_MODEL_"))]:
         del os.environ[key]
     os.environ.update(
         LLM_MODEL="offline/agent",
         OFFLINE_MODEL_LATENCY_MS=f"{latency_ms:g}",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LLM_STREAM_TEXT="1" if stream_text else "0",
     )
 
 
@@ -217,25 +227,47 @@ def rss_mib(stack: Stack) -> dict[str, float]:
 # The measurements
 
 
-async def measure_litellm_call(calls: int = 200) -> float:
-    """CPU ms of one `litellm.acompletion` call to the offline provider, in this process.
+async def measure_litellm_call(calls: int = 200) -> dict[str, float]:
+    """CPU ms of one planning call to the offline provider, in this process, three ways.
 
-    The agent calls the offline model directly; a real provider goes through LiteLLM, whose own
-    per-call work (set-up in a thread, logging, cost look-ups) is this, on top of the network.
+    "model": the offline handler alone; "litellm": `litellm.acompletion`, as the agent calls it
+    with token streaming off; "litellm streamed": with `stream=True` and the response rebuilt
+    with `stream_chunk_builder`, as with streaming on. The differences are LiteLLM's own per-call
+    work (set-up, logging, cost look-ups, the stream wrapper), which a real provider pays too.
     """
     litellm = await litellm_ready()
-    request = {
-        "model": OFFLINE_MODEL,
-        "messages": [{"role": "user", "content": "Calculate 15 * 23"}],
-        "tools": tool_schemas(),
-    }
-    for _ in range(20):
+    messages = [{"role": "user", "content": "Calculate 15 * 23"}]
+    request = {"model": OFFLINE_MODEL, "messages": messages, "tools": tool_schemas()}
+
+    async def model() -> None:
+        await offline_model().acompletion(
+            model=OFFLINE_MODEL, messages=messages, optional_params={"tools": request["tools"]}
+        )
+
+    async def through_litellm() -> None:
         await litellm.acompletion(**request)
-    before = time.process_time()
-    for _ in range(calls):
-        await litellm.acompletion(**request)
-    await asyncio.sleep(0.2)  # LiteLLM logs each call in a background task
-    return (time.process_time() - before) * 1000 / calls
+
+    async def streamed() -> None:
+        stream = await litellm.acompletion(
+            **request, stream=True, stream_options={"include_usage": True}
+        )
+        litellm.stream_chunk_builder([chunk async for chunk in stream], messages=messages)
+
+    figures = {}
+    for name, call in [
+        ("model", model),
+        ("litellm", through_litellm),
+        ("litellm streamed", streamed),
+    ]:
+        for _ in range(20):
+            await call()
+        await asyncio.sleep(0.2)
+        before = time.process_time()
+        for _ in range(calls):
+            await call()
+        await asyncio.sleep(0.2)  # LiteLLM logs each call in a background task
+        figures[name] = round((time.process_time() - before) * 1000 / calls, 2)
+    return figures
 
 
 async def measure_lower_bound(settings: Settings) -> list[LowerBoundResult]:
@@ -593,13 +625,14 @@ async def run_baseline_stack(settings: Settings, report: Report, log_dir: Path) 
 
 
 async def benchmark(settings: Settings) -> Report:
-    use_offline_model(settings.model_latency_ms)
+    use_offline_model(settings.model_latency_ms, settings.stream_text)
     orchestrator = orchestrator_argv(settings)
     report = Report(
         settings={
             "turns": settings.turns,
             "turns_per_conversation": settings.turns_per_conversation,
             "model_latency_ms": settings.model_latency_ms,
+            "stream_text": settings.stream_text,
             "throughput_turns": settings.throughput_turns,
             "concurrency": list(settings.concurrency),
             "orchestrator_worker": " ".join(Path(p).name for p in orchestrator),
@@ -610,7 +643,7 @@ async def benchmark(settings: Settings) -> Report:
     progress(f"lower bound: {settings.turns} turns per kind in process, no Temporal")
     before = (machine_busy_seconds(), cpu_seconds(os.getpid()), time.perf_counter())
     report.lower_bound = await measure_lower_bound(settings)
-    report.litellm_call_cpu_ms = round(await measure_litellm_call(), 2)
+    report.planning_call_cpu_ms = await measure_litellm_call()
     machine, client, wall = (
         machine_busy_seconds() - before[0],
         cpu_seconds(os.getpid()) - before[1],

@@ -121,6 +121,8 @@ def worker_env(address: str, model_latency_ms: float) -> dict[str, str]:
         OFFLINE_MODEL_LATENCY_MS=f"{model_latency_ms:g}",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         PYTHONUNBUFFERED="1",
+        # Set by bench/run.py's --stream-text; the workers' default (on) otherwise.
+        LLM_STREAM_TEXT=os.environ.get("LLM_STREAM_TEXT", "1"),
     )
     return env
 

@@ -20,6 +20,7 @@ from app.agent import llm_client
 from app.agent.activities import plan_next_action
 from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model, litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
+from app.agent.tool_catalog import tool_schemas
 
 
 async def plan(messages: list[Message]) -> PlanOutput:
@@ -184,16 +185,52 @@ async def test_offline_model_answers_from_tool_results(
     assert expected in (output.message.content or "")
 
 
-async def test_offline_model_answers_without_litellm_acompletion(monkeypatch: pytest.MonkeyPatch):
-    # LiteLLM's per-call work (a thread hop, logging, two cost look-ups) cost about ten times
-    # what the offline model itself does (bench/README.md).
-    async def acompletion(**kwargs: Any) -> Any:
-        raise AssertionError(f"litellm.acompletion called for {kwargs.get('model')}")
+async def offline_completion(
+    monkeypatch: pytest.MonkeyPatch, message: str, streamed: bool
+) -> tuple[Any, list[str], dict[str, Any]]:
+    """The offline model's response to `message`, the text streamed, and LiteLLM's call."""
+    litellm = litellm_module()
+    real = litellm.acompletion
+    calls: list[dict[str, Any]] = []
 
-    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
-    output = await plan([Message.user("Calculate 15 * 23")])
-    assert output.model == OFFLINE_MODEL
-    assert called(output) == [("calculator", {"expression": "15 * 23"})]
+    async def acompletion(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(litellm, "acompletion", acompletion)
+    texts: list[str] = []
+    response, model = await llm_client.complete(
+        [{"role": "user", "content": message}],
+        tool_schemas(),
+        on_text=texts.append if streamed else None,
+    )
+    monkeypatch.undo()
+    [call] = calls
+    assert model == call["model"] == OFFLINE_MODEL
+    return response, texts, call
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_offline_model_answers_through_litellm_acompletion(
+    streamed: bool, monkeypatch: pytest.MonkeyPatch
+):
+    # The same path as a real provider: switching models changes no code path.
+    response, texts, call = await offline_completion(monkeypatch, "Write a sonnet", streamed)
+    assert call.get("stream", False) is streamed
+    answer = response.choices[0].message.content
+    assert "I'm the offline model" in answer
+    if streamed:
+        assert len(texts) > 10 and "".join(texts) == answer
+
+
+async def test_a_streamed_offline_answer_counts_the_same_tokens(monkeypatch: pytest.MonkeyPatch):
+    for message in ["Write a sonnet", "What is my IP address?"]:
+        whole, _, _ = await offline_completion(monkeypatch, message, streamed=False)
+        streamed, _, _ = await offline_completion(monkeypatch, message, streamed=True)
+        usage = llm_client.response_usage(whole, OFFLINE_MODEL)
+        assert usage.prompt_tokens > 100 and usage.completion_tokens > 0
+        assert llm_client.response_usage(streamed, OFFLINE_MODEL) == usage
+        assert streamed.choices[0].message.tool_calls == whole.choices[0].message.tool_calls
 
 
 async def test_litellm_still_knows_the_offline_model():

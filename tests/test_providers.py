@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from app.agent.activities import SYSTEM_PROMPT, plan_next_action
-from app.agent.llm_client import litellm_module, offline_model
+from app.agent.llm_client import litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 from app.agent.tool_catalog import TOOLS, tool_schemas
 from app.agent.usage import LLMUsage
@@ -433,8 +433,6 @@ async def test_trimming_fits_the_smallest_context_of_the_models_that_may_answer(
         return chat_response("ok")
 
     monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
-    # The offline model is called directly, not through litellm.acompletion.
-    monkeypatch.setattr(offline_model(), "acompletion", acompletion)
     use_provider(monkeypatch, OpenAIWire(), api_base=None, LLM_MODEL="openai/gpt-4o-mini")
     monkeypatch.delenv("OPENAI_API_KEY")
     for name, value in variables.items():

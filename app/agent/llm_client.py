@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,8 @@ class ModelChoice:
 def litellm_module() -> Any:
     """LiteLLM, imported on first use (it takes seconds) with the offline model registered."""
     load_env()
+    # LiteLLM's streaming types warn once about a pydantic qualifier: noise in every worker log.
+    warnings.filterwarnings("ignore", message=r".*is using the `ReadOnly` qualifier")
     import litellm
 
     if not any(p.get("provider") == "offline" for p in litellm.custom_provider_map):
@@ -206,13 +209,6 @@ async def complete(
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
     model = models[0]
-    if model.startswith("offline/"):
-        # A function in this process: litellm.acompletion's per-call work (a thread hop, logging,
-        # two cost look-ups) cost ten times what the model does (bench/README.md).
-        call = {"model": model, "messages": messages, "optional_params": {"tools": tools}}
-        if on_text is None:
-            return await offline_model().acompletion(**call), model
-        return await offline_model().astream_to(on_text, **call), model
     kwargs: dict[str, Any] = {
         "model": model,
         "messages": for_provider(model, messages),

@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from litellm.types.utils import (
     Function,
     GenericStreamingChunk,
     ModelResponse,
+    Usage,
 )
 from litellm.types.utils import Message as LiteLLMMessage
 
@@ -291,19 +292,6 @@ class OfflineAgentLLM(CustomLLM):
             await asyncio.sleep(latency_ms / 1000)
         return _response(kwargs)
 
-    async def astream_to(self, on_text: Callable[[str], None], **kwargs: Any) -> ModelResponse:
-        """The reply `acompletion` gives, its text passed to `on_text` word by word over the
-        latency as it would stream; what `llm_client.complete` calls, without LiteLLM."""
-        reply, _ = _reply(kwargs)
-        latency = _latency_ms() / 1000
-        words = re.findall(r"\S+\s*", reply.text or "")
-        if not words:
-            await asyncio.sleep(latency)
-        for word in words:
-            await asyncio.sleep(latency / len(words))
-            on_text(word)
-        return _response(kwargs)
-
     async def astreaming(  # type: ignore[override]
         self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[GenericStreamingChunk]:
@@ -324,7 +312,9 @@ class OfflineAgentLLM(CustomLLM):
                 "index": index,
             }
             yield _chunk(tool_use=tool_use)
-        yield _chunk(finish_reason="tool_calls" if reply.tool_calls else "stop")
+        # The usage rides on the last chunk, as a provider sends it with `include_usage`.
+        usage = _usage(kwargs, reply)
+        yield _chunk(finish_reason="tool_calls" if reply.tool_calls else "stop", usage=usage)
 
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         raise NotImplementedError("the offline model is async only: use litellm.acompletion")
@@ -360,10 +350,12 @@ def _response(kwargs: dict[str, Any]) -> ModelResponse:
                 message=message,
             )
         ],
-        usage=count_usage(
-            kwargs.get("messages") or [], _tools(kwargs), reply.text, reply.tool_calls
-        ),
+        usage=_usage(kwargs, reply),
     )
+
+
+def _usage(kwargs: dict[str, Any], reply: OfflineReply) -> Usage:
+    return count_usage(kwargs.get("messages") or [], _tools(kwargs), reply.text, reply.tool_calls)
 
 
 def _reply(kwargs: dict[str, Any]) -> tuple[OfflineReply, str]:
@@ -377,14 +369,19 @@ def _chunk(
     text: str = "",
     tool_use: ChatCompletionToolCallChunk | None = None,
     finish_reason: str | None = None,
+    usage: Usage | None = None,
 ) -> GenericStreamingChunk:
     return {
         "text": text,
         "tool_use": tool_use,
         "is_finished": finish_reason is not None,
         "finish_reason": finish_reason or "",
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        if finish_reason
-        else None,
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
         "index": 0,
     }
