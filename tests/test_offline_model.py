@@ -330,3 +330,29 @@ async def test_an_unknown_ticker_is_said_to_be_unknown():
         await SampleMarketData().quote("ZZZZZ")
     assert str(raised.value).startswith("unknown ticker 'ZZZZZ': the sample market data")
     assert (await SampleMarketData().quote("AAPL")).ticker == "AAPL"
+
+
+@pytest.mark.parametrize("with_system", [True, False])
+@pytest.mark.parametrize("with_tools", [True, False])
+def test_remembered_token_counts_add_up_to_litellms_count_of_the_whole_prompt(
+    with_system: bool, with_tools: bool
+):
+    from litellm import token_counter
+
+    from app.agent.offline_tokens import prompt_tokens
+
+    call = {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "What is 2+2 and my IP? ünïcode ✓"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "name": "calculator", "content": "4"},
+        {"role": "assistant", "content": "2+2 = 4."},
+    ]
+    if with_system:
+        messages.insert(0, {"role": "system", "content": "You are an agent."})
+    tools = tool_schemas() if with_tools else []
+    schemas: Any = tools or None
+    for n in range(1, len(messages) + 1):
+        prompt = messages[:n]
+        expected = token_counter(model="gpt-4o-mini", messages=prompt, tools=schemas)
+        assert prompt_tokens(prompt, tools) == expected
