@@ -21,6 +21,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
+from temporalio.converter import CompositePayloadConverter
 from temporalio.exceptions import ApplicationError
 
 from app.agent.models import AgentInput
@@ -306,3 +307,22 @@ def test_the_codec_server_will_not_listen_beyond_this_machine_without_authorizat
         "codec-server: refusing to listen on 0.0.0.0 without CODEC_SERVER_AUTH: anyone who can "
         "reach it could read every conversation\n"
     )
+
+
+def test_every_payload_converter_of_the_data_converter_shares_one_type_adapter_cache():
+    # The SDK builds a payload converter per workflow activation: they must not start cold.
+    import dataclasses
+
+    from app.agent.models import Message, PlanOutput
+
+    converter = encrypting_data_converter([])
+    output = PlanOutput(message=Message.assistant("hi"), model="offline/agent")
+    payloads = converter.payload_converter.to_payloads([output])
+    assert dataclasses.replace(converter).payload_converter.from_payloads(
+        payloads, [PlanOutput]
+    ) == [output]
+    first, second = converter.payload_converter_class(), converter.payload_converter_class()
+    assert isinstance(first, CompositePayloadConverter)
+    assert isinstance(second, CompositePayloadConverter)
+    json_first, json_second = first.converters[b"json/plain"], second.converters[b"json/plain"]
+    assert json_first._type_adapter is json_second._type_adapter  # type: ignore[attr-defined]

@@ -35,7 +35,10 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from app.core.converter import SharedPydanticPayloadConverter
+
 KEY_ENV = "AGENT_ENCRYPTION_KEY"
+
 KEY_FILE_ENV = "AGENT_ENCRYPTION_KEY_FILE"
 ENCRYPTED_ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -207,8 +210,13 @@ class EncryptionCodec(PayloadCodec):
 
 
 def encrypting_data_converter(keys: Sequence[EncryptionKey]) -> DataConverter:
-    """The pydantic data converter with the codec; with keys, failure messages are encrypted too."""
-    converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    """The pydantic data converter (`app.core.converter`) with the codec; with keys, failure
+    messages are encrypted too."""
+    converter = dataclasses.replace(
+        pydantic_data_converter,
+        payload_converter_class=SharedPydanticPayloadConverter,
+        payload_codec=EncryptionCodec(keys),
+    )
     if keys:
         # Error messages and stack traces can quote what the user typed: move them into an
         # encoded attribute, so the codec covers them (the history shows "Encoded failure").
