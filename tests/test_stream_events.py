@@ -11,6 +11,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
@@ -18,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool
+from app.agent.activities import execute_tool, plan_next_action
 from app.agent.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
@@ -32,6 +33,7 @@ from app.agent.events import (
     TurnAnswered,
     TurnStarted,
 )
+from app.agent.llm_client import OFFLINE_MODEL
 from app.agent.models import AgentConfig, PlanInput, PlanOutput
 from app.agent.text_publisher import StreamSettings, TextPublisher
 from app.agent.workflow import AgentWorkflow
@@ -151,6 +153,34 @@ async def test_a_retried_attempt_tells_the_client_to_drop_its_partial_text(
     ]
     # What a client that applies the drops shows: the answer once, never doubled words.
     assert _shown_text(events) == "Hello from the agent"
+
+
+async def test_the_text_left_when_the_answer_is_ready_is_not_sent_the_answer_carries_it(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # The real planner and the offline model, its words spread over 0.2 s: the first word is
+    # sent at once, the rest are due five seconds later, after the answer is ready. Sending them
+    # would be one more signal (and workflow task) just before the answer itself, which
+    # clients print in place of the streamed text.
+    monkeypatch.setenv("LLM_MODEL", OFFLINE_MODEL)
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "200")
+    monkeypatch.setenv("LLM_STREAM_TEXT", "1")
+    monkeypatch.setenv("LLM_STREAM_BATCH_MS", "5000")
+    harness = AgentHarness(time_skipping_env, ScriptedLLM(lambda _: says("")), FAST)
+    async with _worker_with(harness, plan_next_action):
+        handle = await harness.start()
+        answer = await handle.execute_update(AgentWorkflow.send_message, "Hello", id="turn-o")
+        events = [event for _, event in await read_events(harness.client, handle.id)]
+        history = await handle.fetch_history()
+    texts = [event.text for event in events if isinstance(event, TextDelta)]
+    streamed = "".join(texts)
+    assert len(answer.split()) > 5
+    assert streamed and answer.startswith(streamed) and len(streamed) < len(answer)
+    assert events[-1] == TurnAnswered(turn_id="turn-o", answer=answer, model=OFFLINE_MODEL)
+    signals = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 1
 
 
 async def test_a_local_tool_turn_publishes_the_call_and_its_outcome(

@@ -46,7 +46,9 @@ async def test_a_parallel_remote_turn_publishes_both_calls_and_streams_the_answe
     assert sorted((e.tool, e.ok) for e in finished) == [("get_ip", True), ("stock_price", True)]
     assert all(isinstance(e, ToolCallFinished) for e in events[4:6])
     assert shown[6] == ("step", 2)
+    # The text streamed while the answer was written; what was left when it was ready comes
+    # whole in the answer event.
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    assert text == answer
+    assert text and answer.startswith(text)
     assert answer.startswith("AAPL is at $") and "Your IP address is" in answer
     assert isinstance(events[-1], TurnAnswered) and events[-1].answer == answer

@@ -140,6 +140,8 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 messages = fit_to_context(candidate_models(settings), messages, tools)
                 on_text = publisher.text if publisher.streams_text else None
                 response, model = await complete(messages, tools, settings, on_text)
+                if response.choices and not response.choices[0].message.tool_calls:
+                    publisher.answered()
         except ApplicationError as err:
             publisher.failed(err)
             raise

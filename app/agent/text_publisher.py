@@ -2,7 +2,9 @@
 
 `TextPublisher` sends text to the conversation's Workflow Stream with
 `WorkflowStreamClient.from_within_activity()`, coalescing the tokens that arrive within one batch
-interval into one event (one signal, one history event per batch, not per token). A retried
+interval into one event (one signal, one history event per batch, not per token). Text still
+unsent when the reply turns out to be the turn's answer is dropped: the workflow publishes the
+answer whole, and clients print that in place of the streamed text. A retried
 attempt first tells clients to drop the text the failed attempt showed, and a failing attempt
 says that it failed, so a retry never shows doubled words. Settings come from the worker's
 environment: `LLM_STREAM_TEXT=0` turns text streaming off (progress events only), and
@@ -70,6 +72,7 @@ class TextPublisher:
         self._topic: TopicHandle[AgentEvent] | None = None
         self._pending = ""
         self._published_text = False
+        self._answered = False
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -92,9 +95,16 @@ class TextPublisher:
 
     def text(self, delta: str) -> None:
         """A piece of the answer; sent at once if the last batch left an interval ago."""
-        if self.streams_text:
+        if self.streams_text and not self._answered:
             self._pending += delta
             self._wake.set()
+
+    def answered(self) -> None:
+        """The attempt's reply is the turn's answer, which the workflow publishes whole
+        (`TurnAnswered`) and clients print in place of the streamed text: text not sent yet is
+        not sent at all, which spares a signal and a workflow task per turn."""
+        self._pending = ""
+        self._answered = True
 
     def failed(self, error: ApplicationError) -> None:
         """This attempt failed: its text is void, and Temporal may try again."""
