@@ -447,3 +447,45 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
     assert first_call >= 2
     assert second_call == 1
     await replay(history)
+
+
+def worker_logs(state: Path) -> list[str]:
+    return sorted(path.name for path in state.glob("*worker*.log"))
+
+
+async def test_a_missing_conversation_is_reported_before_any_worker_starts(tmp_path: Path):
+    port = free_port()
+
+    result = await run_demo(
+        tmp_path, "hello\n", "--headless", "--port", str(port), "--conversation-id", "nope"
+    )
+
+    assert_one_line_failure(
+        result, f"there is no conversation nope in namespace default at 127.0.0.1:{port}"
+    )
+    assert list(started(tmp_path)) == ["Temporal dev server"]
+    assert worker_logs(tmp_path) == []
+    assert_nothing_left_running(tmp_path)
+    # The whole stack takes 7-10 s to start; the dev server alone well under that.
+    assert result.seconds < 15
+
+
+async def test_an_ended_conversation_is_reported_before_any_worker_starts(
+    own_server: WorkflowEnvironment, tmp_path: Path
+):
+    ended = f"conversation-{uuid.uuid4().hex[:8]}"
+    handle = await own_server.client.start_workflow(
+        AgentWorkflow.run, AgentInput(), id=ended, task_queue=ORCHESTRATOR.task_queue
+    )
+    await handle.terminate("over")
+    address = own_server.client.service_client.config.target_host
+
+    result = await run_demo(tmp_path, "hello\n", "--address", address, "--conversation-id", ended)
+
+    assert_one_line_failure(
+        result,
+        f"conversation {ended} has ended (terminated); start a new one with "
+        f"`DEMO_STATE_DIR={tmp_path} uv run demo`",
+    )
+    assert worker_logs(tmp_path) == []
+    assert_nothing_left_running(tmp_path)

@@ -31,6 +31,7 @@ from temporalio.service import RPCError
 from app.agent.llm_client import READY_TEXT
 from app.cli.chat import run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
+from app.cli.lookup import attach_problem, look_up
 from app.cli.progress import Progress, server_error, shown_path
 from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
@@ -100,6 +101,7 @@ class Demo:
 
     async def _run(self) -> int:
         self.state.mkdir(parents=True, exist_ok=True)
+        self.write_pids()  # nothing started yet: a pid file of an earlier run must not count
         address, web_ui = self.server_address()
         os.environ["TEMPORAL_ADDRESS"] = address
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -110,6 +112,11 @@ class Demo:
             address = client.service_client.config.target_host
         else:
             self.progress.line(f"Temporal: using the server already running at {address}")
+        if self.args.conversation_id:
+            # Before the workers, which take seconds to start: a wrong id is known at once.
+            lookup = await look_up(client, self.args.conversation_id)
+            if problem := attach_problem(lookup, client.namespace, demo_command()):
+                raise DemoError(problem)
         if self.encryption:
             self.codec_server = await self.encryption.start_codec_server(
                 self.state, self.env, web_ui, self.args.startup_timeout
