@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,6 +50,17 @@ class Lookup:
 def is_unreachable(err: BaseException) -> bool:
     """Whether `err` says the server is not answering (rather than answering no)."""
     return isinstance(err, RPCError) and err.status in UNREACHABLE
+
+
+async def server_answers(client: Client, timeout: float = 1.0) -> bool:
+    """Whether the server answers at all (a query can also time out for want of a worker)."""
+    try:
+        await client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), timeout=timedelta(seconds=timeout)
+        )
+    except RPCError as err:
+        return not is_unreachable(err)
+    return True
 
 
 async def look_up(

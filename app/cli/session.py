@@ -24,7 +24,7 @@ from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
 from app.cli.live import LiveView, follow_turn
-from app.cli.lookup import State, attach_problem, leaving_line, look_up
+from app.cli.lookup import State, attach_problem, leaving_line, look_up, server_answers
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
@@ -333,8 +333,10 @@ class ChatSession:
             now = time.monotonic()
             if not turn.accepted:
                 if now - turn.started > ACCEPT_HINT_SECONDS and not hinted_accept:
-                    hinted_accept = True
-                    self.terminal.error(await self._slow_acceptance_hint())
+                    hint = await self._slow_acceptance_hint()
+                    hinted_accept = hint is not None
+                    if hint is not None:
+                        self.terminal.error(hint)
                 continue
             if turn.view is not None:
                 last_heard = max(last_heard, turn.view.last_event)
@@ -343,7 +345,7 @@ class ChatSession:
                 status, problem = await self._status()
                 if status is not None:
                     last_heard = time.monotonic()
-                else:
+                elif await server_answers(self.client):  # else the retries name the server
                     hinted_silent = True
                     self.terminal.error(silent_workflow_hint(problem))
 
@@ -364,17 +366,14 @@ class ChatSession:
         except RPCError:
             return None
 
-    async def _slow_acceptance_hint(self) -> str:
-        return slow_acceptance_hint(await self._worker_polls(), ACCEPT_HINT_SECONDS)
+    async def _slow_acceptance_hint(self) -> str | None:
+        polls = await self._worker_polls()
+        if polls is None and not await server_answers(self.client):
+            return None  # the server is down, not the worker: the retries say so, naming it
+        return slow_acceptance_hint(polls, ACCEPT_HINT_SECONDS)
 
     def _retries(self) -> Retries:
-        return Retries(
-            self.terminal,
-            self.address,
-            self.conversation_id,
-            f"{self.resume_command} --conversation-id {self.conversation_id}",
-            self.handle.describe,
-        )
+        return Retries(self.terminal, self.address, self.conversation_id, self.handle.describe)
 
 
 def _shortened(text: str) -> str:
