@@ -33,6 +33,7 @@ from app.cli.chat import run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
 from app.cli.lookup import attach_problem, look_up
 from app.cli.progress import Progress, server_error, shown_path
+from app.cli.supervisor import Supervisor
 from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
     connect,
@@ -43,7 +44,7 @@ from app.core.connection import (
     temporal_address,
 )
 from app.core.dev_server import dev_server_args, find_binary
-from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
+from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, is_polling, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
@@ -125,13 +126,20 @@ class Demo:
             self.progress.line(self.encryption.describe())
         await self.setup_nexus(client)
         await self.start_workers(client)
-        return await run_session(
-            client,
-            self.terminal,
-            conversation_id=self.args.conversation_id,
-            web_ui=web_ui,
-            resume_command=demo_command(),
-        )
+        supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
+        watching = asyncio.create_task(supervisor.watch())
+        try:
+            return await run_session(
+                client,
+                self.terminal,
+                conversation_id=self.args.conversation_id,
+                web_ui=web_ui,
+                resume_command=demo_command(),
+            )
+        finally:
+            # Before anything is stopped: a worker the demo stops must not be restarted.
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
 
     def server_address(self) -> tuple[str, str | None]:
         """The address to reuse or start a server at, and its Web UI if it is local."""
@@ -242,13 +250,7 @@ class Demo:
         names = ", ".join(program.name for program in DEPLOYMENTS)
         self.progress.begin(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
         for program in DEPLOYMENTS:
-            child = await Child.start(
-                program.name,
-                [sys.executable, program.program],
-                self.state / program.log_name,
-                self.env,
-            )
-            self.workers.append(child)
+            self.workers.append(await self.start_worker(program))
         self.write_pids()
         waiting = dict(zip(DEPLOYMENTS, self.workers, strict=True))
         deadline = time.monotonic() + self.args.startup_timeout
@@ -280,6 +282,22 @@ class Demo:
                 "Orchestrator worker: still loading LiteLLM (a few seconds); a message sent now "
                 "is answered as soon as it has"
             )
+
+    async def start_worker(self, program: Deployment, *, again: bool = False) -> Child:
+        """Start one worker program; `again` keeps the log of the process that died."""
+        command = [sys.executable, program.program]
+        log = self.state / program.log_name
+        if again:
+            with log.open("a") as output:
+                output.write(f"--- the demo restarts the {program.name} ---\n")
+        return await Child.start(program.name, command, log, self.env, append=again)
+
+    async def restart_worker(self, index: int) -> Child:
+        """Start `DEPLOYMENTS[index]` again after it died (the supervisor's restart)."""
+        child = await self.start_worker(DEPLOYMENTS[index], again=True)
+        self.workers[index] = child
+        self.write_pids()
+        return child
 
     def write_pids(self) -> None:
         """Record what this run started, for people and tests checking that nothing is left."""
