@@ -77,6 +77,10 @@ async def test_the_demo_server_killed_mid_turn_is_named_and_leaving_is_honest(tm
         running.kill()
 
     assert WORKER_BLAME not in result.stderr, result.stderr
+    assert (
+        "demo: the Temporal dev server stopped (killed by SIGKILL); its log: "
+        f"{tmp_path / 'temporal-server.log'}"
+    ) in result.stderr.splitlines()
     assert "stays open" not in result.stdout
     assert result.stdout.splitlines()[-1] == (
         f"Cannot tell whether conversation {conversation} is still open: the Temporal server at "
