@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from app.core.connection import connect
+from app.core.connection import connect_or_explain
 from app.core.names import FINANCE
 from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 from app.finance.worker import finance_worker
@@ -18,7 +18,7 @@ from app.finance.worker import finance_worker
 async def main(client: Client | None = None) -> None:
     """Serve the Finance tools until Ctrl-C; tests pass their own client."""
     configure_logging()
-    client = client or await connect(FINANCE.namespace)
+    client = client or await connect_or_explain(FINANCE.namespace)
     await run_until_stopped(finance_worker(client), "Finance Nexus worker")
 
 

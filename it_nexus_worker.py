@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from app.core.connection import connect
+from app.core.connection import connect_or_explain
 from app.core.names import IT
 from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 from app.it.worker import it_worker
@@ -18,7 +18,7 @@ from app.it.worker import it_worker
 async def main(client: Client | None = None) -> None:
     """Serve the IT tools until Ctrl-C; tests pass their own client."""
     configure_logging()
-    client = client or await connect(IT.namespace)
+    client = client or await connect_or_explain(IT.namespace)
     await run_until_stopped(it_worker(client), "IT Nexus worker")
 
 

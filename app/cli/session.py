@@ -17,17 +17,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-)
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
 from app.cli.live import LiveView, follow_turn
+from app.cli.lookup import State, attach_problem, leaving_line, look_up, server_answers
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
@@ -120,24 +117,9 @@ class ChatSession:
 
     async def attach(self, conversation_id: str) -> None:
         """Attach to a running conversation; a finished or unknown one is a `FatalChatError`."""
-        handle = self.client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
-        try:
-            description = await handle.describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise FatalChatError(
-                    f"there is no conversation {conversation_id} in namespace "
-                    f"{self.client.namespace} at {self.address}"
-                ) from None
-            raise FatalChatError(
-                f"cannot look up conversation {conversation_id}: {rpc_problem(err, self.address)}"
-            ) from None
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            state = description.status.name.lower() if description.status else "closed"
-            raise FatalChatError(
-                f"conversation {conversation_id} has ended ({state}); start a new one with "
-                f"`{self.resume_command}`"
-            )
+        lookup = await look_up(self.client, conversation_id)
+        if problem := attach_problem(lookup, self.client.namespace, self.resume_command):
+            raise FatalChatError(problem)
         self._use(conversation_id)
 
     def _use(self, conversation_id: str) -> None:
@@ -201,7 +183,7 @@ class ChatSession:
                 self.terminal.say("")  # leave the prompt's line before saying goodbye
             raise
         finally:
-            self.goodbye()
+            await self.goodbye()
 
     async def command(self, text: str) -> bool:
         """Run one slash command; True when the chat should end."""
@@ -287,25 +269,24 @@ class ChatSession:
         turns = "1 turn" if result.turns == 1 else f"{result.turns} turns"
         self.terminal.say(f"Conversation {self.conversation_id} ended after {turns}.")
 
-    def goodbye(self) -> None:
-        """Say how to come back to a conversation that stays open."""
+    async def goodbye(self) -> None:
+        """Say how to come back to a conversation the server keeps, or why there is none."""
         if not self.is_open:
             return
-        self.approvals.goodbye()
-        if self._in_flight is not None and self._in_flight.accepted:
-            self.terminal.say(
-                "The agent is still working on your last message; /history will show its "
-                "answer when you come back."
-            )
-        elif self._in_flight is not None:
-            self.terminal.say(
-                "Your last message was not taken up by a worker yet: check /history when you "
-                "come back, and send it again if it is missing."
-            )
-        self.terminal.say(
-            f"Conversation {self.conversation_id} stays open: resume it with "
-            f"`{self.resume_command} --conversation-id {self.conversation_id}`."
-        )
+        lookup = await look_up(self.client, self.conversation_id)
+        if lookup.state == State.OPEN:
+            self.approvals.goodbye()
+            if self._in_flight is not None and self._in_flight.accepted:
+                self.terminal.say(
+                    "The agent is still working on your last message; /history will show its "
+                    "answer when you come back."
+                )
+            elif self._in_flight is not None:
+                self.terminal.say(
+                    "Your last message was not taken up by a worker yet: check /history when "
+                    "you come back, and send it again if it is missing."
+                )
+        self.terminal.say(leaving_line(lookup, self.resume_command))
 
     async def _turn(self, text: str, update_id: str) -> tuple[str, LiveView | None]:
         """Deliver the message, wait for the answer, and show the turn live meanwhile."""
@@ -352,8 +333,10 @@ class ChatSession:
             now = time.monotonic()
             if not turn.accepted:
                 if now - turn.started > ACCEPT_HINT_SECONDS and not hinted_accept:
-                    hinted_accept = True
-                    self.terminal.error(await self._slow_acceptance_hint())
+                    hint = await self._slow_acceptance_hint()
+                    hinted_accept = hint is not None
+                    if hint is not None:
+                        self.terminal.error(hint)
                 continue
             if turn.view is not None:
                 last_heard = max(last_heard, turn.view.last_event)
@@ -362,7 +345,7 @@ class ChatSession:
                 status, problem = await self._status()
                 if status is not None:
                     last_heard = time.monotonic()
-                else:
+                elif await server_answers(self.client):  # else the retries name the server
                     hinted_silent = True
                     self.terminal.error(silent_workflow_hint(problem))
 
@@ -383,17 +366,14 @@ class ChatSession:
         except RPCError:
             return None
 
-    async def _slow_acceptance_hint(self) -> str:
-        return slow_acceptance_hint(await self._worker_polls(), ACCEPT_HINT_SECONDS)
+    async def _slow_acceptance_hint(self) -> str | None:
+        polls = await self._worker_polls()
+        if polls is None and not await server_answers(self.client):
+            return None  # the server is down, not the worker: the retries say so, naming it
+        return slow_acceptance_hint(polls, ACCEPT_HINT_SECONDS)
 
     def _retries(self) -> Retries:
-        return Retries(
-            self.terminal,
-            self.address,
-            self.conversation_id,
-            f"{self.resume_command} --conversation-id {self.conversation_id}",
-            self.handle.describe,
-        )
+        return Retries(self.terminal, self.address, self.conversation_id, self.handle.describe)
 
 
 def _shortened(text: str) -> str:

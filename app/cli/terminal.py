@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from rich.console import Console
 from temporalio.runtime import Runtime, TelemetryConfig
@@ -171,6 +172,11 @@ class Terminal:
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
+        if self._prompt is not None and self._prompt.app.is_running:
+            # Printed while the user types (the demo's notices), it would land in the input
+            # line: prompt_toolkit prints it above and redraws the prompt with what was typed.
+            run_in_terminal(lambda: print(text, file=self.stderr, flush=True))
+            return
         with self._above_live_view():
             self.stdout.flush()
             print(text, file=self.stderr, flush=True)

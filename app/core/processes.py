@@ -74,15 +74,16 @@ class Child:
         *,
         own_session: bool = True,
         die_with_parent: bool = True,
+        append: bool = False,
     ) -> Child:
-        """Start `command` in the project folder with its output in `log`.
+        """Start `command` in the project folder with its output in `log` (added to, if `append`).
 
         In its own session a Ctrl-C in the terminal reaches only us, and we stop the children in
         order (workers before the server they talk to).
         """
         if die_with_parent and sys.platform.startswith("linux"):
             command = [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
-        with log.open("wb") as output:
+        with log.open("ab" if append else "wb") as output:
             process = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=PROJECT_ROOT,

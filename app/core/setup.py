@@ -11,6 +11,7 @@ attributes with `tcld` instead (`tcld_command()`).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 
 from google.protobuf.duration_pb2 import Duration
@@ -25,7 +26,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.core.connection import connect
+from app.core.connection import ConnectionProblem, connect_or_explain
 from app.core.dev_server import search_attribute_type
 from app.core.names import AGENT_SEARCH_ATTRIBUTES, NEXUS_DEPLOYMENTS, ORCHESTRATOR, team_namespaces
 
@@ -155,10 +156,18 @@ async def ensure_nexus_setup(client: Client) -> list[str]:
 
 async def main(client: Client | None = None) -> None:
     """Connect (unless given a client), set everything up and print what was done."""
-    client = client or await connect(ORCHESTRATOR.namespace)
+    client = client or await connect_or_explain(ORCHESTRATOR.namespace)
     for line in await ensure_search_attributes(client) + await ensure_nexus_setup(client):
         print(line)
 
 
+def run() -> None:
+    """`python -m app.core.setup`: a server that does not answer is one line and exit code 1."""
+    try:
+        asyncio.run(main())
+    except ConnectionProblem as err:
+        sys.exit(f"setup: {err}")
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    run()

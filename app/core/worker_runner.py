@@ -3,7 +3,8 @@
 All three worker programs use this, so they stop the same way whether a person presses Ctrl-C
 in a terminal or `uv run demo` stops its children. A worker that meets a payload it cannot
 decrypt stops too, with one line saying which key is missing: running on would fail the same
-workflow task again and again, while the fix is always in the worker's configuration.
+workflow task again and again, while the fix is always in the worker's configuration. A worker
+that cannot reach its server says so in one line too (`ConnectionProblem`), never a traceback.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.worker import Worker
 
 from app.core.codec import EncryptionKeyError, codec_of
+from app.core.connection import ConnectionProblem
 
 
 async def run_until_stopped(
@@ -55,20 +57,32 @@ async def run_until_stopped(
 
 
 def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], description: str) -> None:
-    """`asyncio.run(main())`; a key problem ends the program with one line and exit code 1."""
+    """`asyncio.run(main())`; a program that cannot run ends with one line and exit code 1.
+
+    The one line is a server that does not answer, a key problem, or a start-up check that
+    refused (`SystemExit` with its message). A Ctrl-C before the worker polls exits with 130.
+    """
     try:
         asyncio.run(main())
-    except (EncryptionKeyError, SystemExit) as err:
-        # A key problem, or a start-up check that refused (SystemExit with its one line).
-        code = 1 if not isinstance(err, SystemExit) or isinstance(err.code, str) else err.code
-        if not isinstance(err, SystemExit) or isinstance(err.code, str):
-            message = str(err) if isinstance(err, SystemExit) else f"{description}: {err}"
-            print(message, file=sys.stderr, flush=True)
-        # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's
-        # import thread) still run crashed it now and then (PyGILState_Release), turning a clean
-        # one-line exit into a core dump. The worker has shut down: nothing is left to clean up.
-        logging.shutdown()
-        os._exit(code if isinstance(code, int) else 1)
+    except (ConnectionProblem, EncryptionKeyError) as err:
+        _exit(1, f"{description}: {err}")
+    except SystemExit as err:
+        if isinstance(err.code, str):
+            _exit(1, err.code)
+        _exit(err.code or 0)
+    except KeyboardInterrupt:
+        _exit(130)
+
+
+def _exit(code: int, message: str | None = None) -> NoReturn:
+    """Print `message` (if any) on stderr and end the process at once with `code`."""
+    if message is not None:
+        print(message, file=sys.stderr, flush=True)
+    # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's import
+    # thread) still run crashed it now and then (PyGILState_Release), turning a clean one-line
+    # exit into a core dump. The worker has shut down: nothing is left to clean up.
+    logging.shutdown()
+    os._exit(code)
 
 
 def configure_logging() -> None:

@@ -1,0 +1,54 @@
+"""Every program that needs a Temporal server says so in one line when none is running.
+
+The three worker programs and `python -m app.core.setup` run as people run them, as processes,
+pointed at a port where nothing listens: each prints one line on stderr naming what failed, the
+address and how to start a server, and exits with code 1, as the chat client does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.names import FINANCE, IT, ORCHESTRATOR
+from app.core.processes import free_port
+from tests.stack_processes import program_env, run_program
+
+
+def no_server_line(port: int) -> str:
+    return (
+        f"cannot reach Temporal at 127.0.0.1:{port}: is the server running? Start it with "
+        "`uv run temporal server start-dev`, or run everything with `uv run demo` "
+        "(connection refused)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "who"),
+    [
+        ([ORCHESTRATOR.program], ORCHESTRATOR.name),
+        ([IT.program], IT.name),
+        ([FINANCE.program], FINANCE.name),
+        (["-m", "app.core.setup"], "setup"),
+    ],
+    ids=["orchestrator", "it", "finance", "setup"],
+)
+async def test_a_program_without_a_server_is_one_line_and_exit_1(args: list[str], who: str):
+    port = free_port()
+
+    result = await run_program(
+        args, env=program_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"), timeout=60
+    )
+
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr == f"{who}: {no_server_line(port)}\n"
+
+
+async def test_a_worker_that_refuses_its_settings_is_one_line_and_exit_1():
+    result = await run_program(
+        [ORCHESTRATOR.program], env=program_env(AGENT_MAX_TOKENS="lots"), timeout=60
+    )
+
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr == (
+        f"{ORCHESTRATOR.name}: AGENT_MAX_TOKENS must be a whole number of tokens, not 'lots'\n"
+    )
