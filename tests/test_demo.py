@@ -291,7 +291,8 @@ async def test_a_worker_that_does_not_start_is_reported_with_its_log(
     runner.env = program_env(FAKE_WORKER=mode)
     try:
         with pytest.raises(DemoError) as raised:
-            await runner.start_workers(dev_env.client)
+            await runner.start_workers()
+            await runner.wait_until_ready(dev_env.client, lambda child: None)
     finally:
         await runner.stop()
 
@@ -503,6 +504,39 @@ async def killed_worker(state: Path, name: str, previous: int | None = None) -> 
     return pid
 
 
+@pytest.mark.timeout(300)
+async def test_the_prompt_comes_before_the_workers_and_a_message_sent_then_is_answered(
+    tmp_path: Path,
+):
+    running = await Running.start(
+        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
+        env=program_env(DEMO_STATE_DIR=str(tmp_path)),
+    )
+    try:
+        await running.wait_for_output("Conversation: ", timeout=120)
+        # The orchestrator worker takes seconds to load LiteLLM: it is not ready yet.
+        assert "Workers: ready" not in running.stderr, running.describe()
+        assert "Workers: still starting; a message sent now is answered" in running.stderr
+        running.send("Calculate 15 * 23\n")
+        await running.wait_for_output("Agent: 15 * 23 = 345", timeout=120)
+        running.send("quit\n")
+        result = await running.wait(60)
+    finally:
+        running.kill()
+
+    assert result.returncode == 0, result.stderr
+    assert "Model: named by the orchestrator worker once it has started" in result.stdout
+    [ready] = [line for line in result.stderr.splitlines() if line.startswith("Workers: ready")]
+    assert (
+        ready.endswith(
+            "; model: offline/agent (offline model: set LLM_MODEL and a provider "
+            "key for a real LLM)"
+        )
+        or "model: offline/agent" in ready
+    ), ready
+    assert_nothing_left_running(tmp_path)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(tmp_path: Path):
@@ -513,7 +547,8 @@ async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(tmp_pat
     log = tmp_path / IT.log_name
     stopped = f"demo: the {IT.name} stopped (killed by SIGKILL); its log: {log}; "
     try:
-        await running.wait_for_output("Conversation: ", timeout=120)
+        # Killed once it has started: one killed while starting fails the demo's start.
+        await running.wait_for_output("Workers: ready", timeout=120)
         pid = await killed_worker(tmp_path, IT.name)
         await running.wait_for_output(stopped + "restarting it")
         # Sent while the IT worker is down: answered once it is back.

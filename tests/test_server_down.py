@@ -59,7 +59,7 @@ async def test_the_demo_server_killed_mid_turn_is_named_and_leaving_is_honest(tm
         env=program_env(DEMO_STATE_DIR=str(tmp_path), OFFLINE_MODEL_LATENCY_MS="3000"),
     )
     try:
-        await running.wait_for_output("Conversation: ", timeout=120)
+        await running.wait_for_output("Workers: ready", timeout=120)
         conversation = running.stdout.split("Conversation: ")[1].split()[0]
         children = json.loads((tmp_path / "demo-pids.json").read_text())["children"]
         running.send("Calculate 15 * 23\n")

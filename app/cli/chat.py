@@ -23,6 +23,7 @@ from app.core.connection import ConnectionProblem, connect_or_explain
 from app.core.names import ORCHESTRATOR
 
 EXIT_GRACE_SECONDS = 0.1
+STARTING_MODEL = "named by the orchestrator worker once it has started"
 
 
 async def run_session(
@@ -32,8 +33,13 @@ async def run_session(
     conversation_id: str | None,
     web_ui: str | None,
     resume_command: str,
+    workers_starting: bool = False,
 ) -> int:
-    """Open (or resume) a conversation and chat until the user leaves; returns the exit code."""
+    """Open (or resume) a conversation and chat until the user leaves; returns the exit code.
+
+    `workers_starting`: the caller (the demo) has just started the workers and says when they
+    are ready, so the chat neither waits for the model's name nor warns that none polls.
+    """
     session = ChatSession(client, terminal, web_ui=web_ui, resume_command=resume_command)
     try:
         if conversation_id:
@@ -44,8 +50,11 @@ async def run_session(
         terminal.error(str(err))
         return 1
     # The worker says which model answers; the client's own environment may differ.
-    session.banner(await session.worker_model(), resumed=bool(conversation_id))
-    await session.warn_if_no_worker()
+    if workers_starting:
+        session.banner(STARTING_MODEL, resumed=bool(conversation_id))
+    else:
+        session.banner(await session.worker_model(), resumed=bool(conversation_id))
+        await session.warn_if_no_worker()
     if conversation_id:
         await session.approvals.announce()
     try:

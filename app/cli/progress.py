@@ -28,6 +28,10 @@ def server_error(log: Path) -> str:
     return one_line(last.removeprefix("Error: "), 240)
 
 
+class DemoError(Exception):
+    """Why the demo cannot run, in one line (a worker's log tail may follow)."""
+
+
 class Progress:
     """Concise start-up progress on stderr: `Doing x... ready in 0.4 s`."""
 
