@@ -215,12 +215,21 @@ async def test_offline_model_answers_through_litellm_acompletion(
     streamed: bool, monkeypatch: pytest.MonkeyPatch
 ):
     # The same path as a real provider: switching models changes no code path.
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "50")  # words spread over 50 ms
     response, texts, call = await offline_completion(monkeypatch, "Write a sonnet", streamed)
     assert call.get("stream", False) is streamed
     answer = response.choices[0].message.content
     assert "I'm the offline model" in answer
     if streamed:
-        assert len(texts) > 10 and "".join(texts) == answer
+        assert len(texts) == len(answer.split()) and "".join(texts) == answer
+
+
+async def test_with_no_latency_the_offline_model_streams_its_text_in_one_piece(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "0")
+    response, texts, _ = await offline_completion(monkeypatch, "Write a sonnet", streamed=True)
+    assert texts == [response.choices[0].message.content]
 
 
 async def test_a_streamed_offline_answer_counts_the_same_tokens(monkeypatch: pytest.MonkeyPatch):
