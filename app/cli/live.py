@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -46,6 +46,8 @@ from app.agent.workflow import AgentWorkflow
 from app.core.connection import one_line
 
 RECONNECT_SECONDS = 1.0
+# How long a rejoining client waits for the turn's past events before it asks anything.
+CATCH_UP_SECONDS = 3.0
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200
@@ -72,6 +74,8 @@ class LiveView:
         # When the stream last said something: long silences are explained by the session.
         self.last_event = time.monotonic()
         self.model: str | None = None
+        # Set once the events published before the view began are shown (see follow_turn).
+        self.caught_up = asyncio.Event()
         self._spinner = Spinner("dots")
         self._live = Live(
             get_renderable=self._render,
@@ -161,6 +165,12 @@ async def follow_turn(
     """Show the events of turn `turn_id` until its answer, reconnecting where it left off."""
     stream = WorkflowStreamClient.create(client, conversation_id)
     offset = from_offset
+    try:
+        published = await stream.get_offset()
+    except Exception:  # no worker to answer the query: nothing to catch up with yet
+        published = 0
+    if offset >= published:
+        view.caught_up.set()
     while True:
         try:
             async for item in stream.subscribe(
@@ -170,6 +180,8 @@ async def follow_turn(
                 poll_cooldown=timedelta(milliseconds=50),
             ):
                 offset = item.offset + 1
+                if offset >= published:
+                    view.caught_up.set()
                 if item.data.turn_id != turn_id:
                     continue
                 view.apply(item.data)
@@ -207,3 +219,9 @@ async def turn_in_progress(
     asked = [m.content for m in view.messages if m.role == "user" and m.content]
     message = clean(one_line(asked[-1], MESSAGE_SHOWN)) if asked else ""
     return TurnInProgress(status.turn_id, status.turn_offset, message)
+
+
+async def wait_briefly(awaitable: Awaitable[object], seconds: float = CATCH_UP_SECONDS) -> None:
+    """Await `awaitable` for at most `seconds`: what it waits for is a courtesy, not a must."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(awaitable, seconds)

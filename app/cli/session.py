@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
-from app.cli.live import LiveView, follow_turn, turn_in_progress
+from app.cli.live import LiveView, follow_turn, turn_in_progress, wait_briefly
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
     ChatError,
@@ -335,6 +335,8 @@ class ChatSession:
                     update = self.handle.get_update_handle_for(
                         AgentWorkflow.send_message, update_id
                     )
+                    if turn.view is not None:  # its past events first, then any y/N question
+                        await wait_briefly(turn.view.caught_up.wait())
                 else:
                     update = await deliver(self.handle, text, update_id, retries)
                 turn.accepted = True
