@@ -2,11 +2,11 @@
 
 Each message is the Update `send_message` with an Update id of its own, so a retried send never
 runs a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow
-Stream (`app.cli.live`); the session explains long silences (no worker, a failing workflow task)
-with one `get_status` query after each ten quiet seconds. On a terminal each answer is followed by
-one dim line saying what the turn used (`get_usage`); piped output stays `You:`/`Agent:` lines
-only. Leaving the chat does not end the conversation: it stays resumable
-with `--conversation-id` until `/end`.
+Stream (`app.cli.live`), and long silences are explained (`app.cli.silence`). On a terminal each
+answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
+`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable
+with `--conversation-id` until `/end`, and a chat that attaches while a turn runs (the client was
+restarted mid-turn) shows that turn from its start, then its answer.
 """
 
 from __future__ import annotations
