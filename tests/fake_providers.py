@@ -4,14 +4,18 @@
 recorded (path, headers, JSON body), and a script (a function of the request, which tests may
 swap at any time) decides the reply: text, tool calls, an error status, or a reply that comes
 too late. `OpenAIWire` and `AnthropicWire` build replies and read requests in each provider's
-format, so one test can run against both providers by changing the wire it is given. Real
-LiteLLM talks to these servers exactly as it would to the providers' APIs.
+format, so one test can run against both providers by changing the wire it is given. A request
+with `stream: true` gets the same reply as server-sent events, in the chunks each provider sends
+(text in pieces, tool-call arguments split over several chunks, usage in a last chunk), and a
+reply can drop the connection after some of them, as a provider or a proxy failing mid-answer
+does. Real LiteLLM talks to these servers exactly as it would to the providers' APIs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -43,14 +47,35 @@ class ReceivedRequest:
 
 
 @dataclass(frozen=True)
+class Event:
+    """One server-sent event of a streamed reply: its data (JSON, or text such as `[DONE]`) and
+    its `event:` name; `usage` marks OpenAI's usage chunk, sent only when the client asks for it
+    (`stream_options.include_usage`)."""
+
+    data: dict[str, Any] | str
+    event: str | None = None
+    usage: bool = False
+
+    def encode(self) -> bytes:
+        data = self.data if isinstance(self.data, str) else json.dumps(self.data)
+        name = f"event: {self.event}\n" if self.event else ""
+        return f"{name}data: {data}\n\n".encode()
+
+
+@dataclass(frozen=True)
 class Reply:
     """What the fake provider answers: a status, a body (JSON, or text when a string), headers,
-    and how long it waits first."""
+    and how long it waits first. `events` is the same reply streamed, for requests with
+    `stream: true`; with `cut_after`, the stream stops after that many events and the connection
+    drops, and `event_delay_seconds` spaces the events out."""
 
     body: dict[str, Any] | str
     status: int = 200
     delay_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    events: list[Event] | None = None
+    cut_after: int | None = None
+    event_delay_seconds: float = 0.0
 
 
 Script = Callable[[ReceivedRequest], Reply]
@@ -98,7 +123,7 @@ class FakeProvider:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         text = await request.text()
         received = ReceivedRequest(
             method=request.method,
@@ -117,10 +142,35 @@ class FakeProvider:
                 await asyncio.wait_for(self._closing.wait(), reply.delay_seconds)
             except TimeoutError:
                 pass
+        if received.body.get("stream") and reply.events is not None and reply.status == 200:
+            return await self._stream(request, received, reply)
         if isinstance(reply.body, str):
             # Not JSON: what a proxy or a server's framework sends (HTML, plain text).
             return web.Response(text=reply.body, status=reply.status, headers=reply.headers)
         return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+    async def _stream(
+        self, request: web.Request, received: ReceivedRequest, reply: Reply
+    ) -> web.StreamResponse:
+        assert reply.events is not None
+        options = received.body.get("stream_options") or {}
+        events = [e for e in reply.events if not e.usage or options.get("include_usage")]
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            | reply.headers
+        )
+        await response.prepare(request)
+        for sent, event in enumerate(events):
+            if sent == reply.cut_after:
+                # Gone mid-answer: no more events, no end of the chunked body.
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            if sent and reply.event_delay_seconds:
+                await asyncio.sleep(reply.event_delay_seconds)
+            await response.write(event.encode())
+        await response.write_eof()
+        return response
 
 
 @dataclass(frozen=True)
@@ -185,21 +235,75 @@ class OpenAIWire:
         return f"{url}/v1"
 
     def _completion(self, message: dict[str, Any], finish: str, model: str | None) -> Reply:
-        return Reply(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 1_700_000_000,
-                "model": model or self.model.removeprefix("openai/"),
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {
-                    "prompt_tokens": self.prompt_tokens,
-                    "completion_tokens": self.completion_tokens,
-                    "total_tokens": self.prompt_tokens + self.completion_tokens,
-                    "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-                },
-            }
-        )
+        name = model or self.model.removeprefix("openai/")
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+        body = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": name,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }
+        return Reply(body, events=self._chunks(message, finish, name, usage))
+
+    def _chunks(
+        self, message: dict[str, Any], finish: str, model: str, usage: dict[str, Any]
+    ) -> list[Event]:
+        """`message` as OpenAI streams it: `chat.completion.chunk` deltas, then `[DONE]`."""
+
+        def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None) -> Event:
+            choices = (
+                []
+                if delta is None
+                else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            )
+            return Event(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1_700_000_000,
+                    "model": model,
+                    "choices": choices,
+                }
+            )
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in text_pieces(message.get("content"))]
+        for index, call in enumerate(message.get("tool_calls") or []):
+            function = call["function"]
+            # The first delta names the call; its arguments' JSON follows in several pieces.
+            opening = {"name": function["name"], "arguments": ""}
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": opening,
+                            }
+                        ]
+                    }
+                )
+            )
+            events += [
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                for piece in json_pieces(function["arguments"])
+            ]
+        events.append(chunk({}, finish))
+        # With `stream_options.include_usage`: one last chunk, no choices, the usage.
+        usage_chunk = chunk(None)
+        assert isinstance(usage_chunk.data, dict)
+        events.append(Event({**usage_chunk.data, "usage": usage}, usage=True))
+        events.append(Event("[DONE]"))
+        return events
 
     def text(self, text: str, model: str | None = None) -> Reply:
         return self._completion({"role": "assistant", "content": text}, "stop", model)
@@ -261,18 +365,46 @@ class AnthropicWire:
         return url
 
     def _message(self, content: list[dict[str, Any]], stop: str, model: str | None) -> Reply:
-        return Reply(
-            {
-                "id": "msg_fake",
-                "type": "message",
-                "role": "assistant",
-                "model": model or self.model.removeprefix("anthropic/"),
-                "content": content,
-                "stop_reason": stop,
-                "stop_sequence": None,
-                "usage": {"input_tokens": 10, "output_tokens": 5},
-            }
-        )
+        body = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model or self.model.removeprefix("anthropic/"),
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
+        return Reply(body, events=self._events(body))
+
+    def _events(self, body: dict[str, Any]) -> list[Event]:
+        """`body` as Anthropic streams it: message_start, a start, deltas and a stop per content
+        block (text in pieces, a tool's input JSON in pieces), message_delta, message_stop."""
+
+        def event(kind: str, **data: Any) -> Event:
+            return Event({"type": kind, **data}, event=kind)
+
+        usage = {"input_tokens": 10, "output_tokens": 1}
+        opening = {**body, "content": [], "stop_reason": None, "usage": usage}
+        events = [event("message_start", message=opening)]
+        for index, block in enumerate(body["content"]):
+            start: dict[str, Any]
+            if block["type"] == "text":
+                start = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": p} for p in text_pieces(block["text"])]
+            else:
+                start = {**block, "input": {}}
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": piece}
+                    for piece in json_pieces(json.dumps(block["input"]))
+                ]
+            events.append(event("content_block_start", index=index, content_block=start))
+            events += [event("content_block_delta", index=index, delta=d) for d in deltas]
+            events.append(event("content_block_stop", index=index))
+        stop = {"stop_reason": body["stop_reason"], "stop_sequence": None}
+        events.append(event("message_delta", delta=stop, usage={"output_tokens": 5}))
+        events.append(event("message_stop"))
+        return events
 
     def text(self, text: str, model: str | None = None) -> Reply:
         return self._message([{"type": "text", "text": text}], "end_turn", model)
@@ -340,6 +472,17 @@ class AnthropicWire:
 
 
 WIRES: tuple[Wire, ...] = (OpenAIWire(), AnthropicWire())
+
+
+def text_pieces(text: str | None) -> list[str]:
+    """`text` in the pieces a model streams it in: a word and the space after it."""
+    return re.findall(r"\S+\s*|\s+", text or "")
+
+
+def json_pieces(arguments: str, size: int = 5) -> list[str]:
+    """A tool call's arguments JSON in pieces of `size` characters, cutting through names and
+    values as providers do."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
 
 
 def _current_turn(messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:

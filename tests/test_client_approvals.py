@@ -144,14 +144,17 @@ async def test_a_second_client_attached_to_the_conversation_decides(
         first.kill()
     assert second.returncode == 0, second.stderr
     waiting = second.stdout.splitlines()[3:]
-    # Shown on attaching, then by /pending.
-    assert waiting[0] == "Waiting for approval (1):"
-    assert waiting[1].startswith("  call_2_0: create_jira_issue(project=PROJ, summary=")
-    assert waiting[2].startswith("    /approve call_2_0 or /deny call_2_0 [note]; counts as")
-    assert waiting[3:6] == waiting[0:3]
-    assert waiting[6] == "Approved: create_jira_issue runs now."
+    # Attached mid-turn, it joins the turn: the call that waits, as the first client saw it.
+    assert waiting[0].startswith("Approval needed: create_jira_issue(project=PROJ, summary=")
+    assert waiting[1].startswith("  call call_2_0: /approve call_2_0 or /deny call_2_0 [note];")
+    # Then /pending lists it.
+    assert waiting[2] == "Waiting for approval (1):"
+    assert waiting[3].startswith("  call_2_0: create_jira_issue(project=PROJ, summary=")
+    assert waiting[4].startswith("    /approve call_2_0 or /deny call_2_0 [note]; counts as")
+    assert waiting[5] == "Approved: create_jira_issue runs now."
     # The turn belongs to the first client; the second one follows it and shows the answer too.
-    assert waiting[7] == CREATED
+    assert waiting[6] == CREATED
+    assert second.stdout.count("Agent: ") == 1
     assert finished.returncode == 0, finished.stderr
     assert (
         "create_jira_issue (call_2_0) no longer waits: it was decided elsewhere, or timed out."

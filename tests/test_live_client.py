@@ -126,3 +126,57 @@ def test_the_demo_resume_hint_keeps_the_state_folder(monkeypatch: pytest.MonkeyP
     assert demo_command() == "DEMO_STATE_DIR='/tmp/my state' uv run demo"
     monkeypatch.delenv("DEMO_STATE_DIR")
     assert demo_command() == "uv run demo"
+
+
+@pytest.mark.timeout(120)
+async def test_ctrl_c_on_a_terminal_leaves_at_the_prompt_and_mid_turn(
+    served: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "3000")
+    env = program_env(
+        TEMPORAL_ADDRESS=address(served),
+        TERM="xterm",
+        PROMPT_TOOLKIT_NO_CPR="1",
+        XDG_STATE_HOME=str(tmp_path),
+    )
+
+    def spawn(*args: str) -> pexpect.spawn:
+        return pexpect.spawn(
+            sys.executable,
+            ["client.py", *args],
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            timeout=30,
+            dimensions=(40, 120),
+        )
+
+    # Mid-turn: the live view is up, the terminal turns Ctrl-C into SIGINT.
+    child = spawn()
+    try:
+        await asyncio.to_thread(child.expect, r"Conversation: (conversation-[0-9a-f]{8})")
+        conversation = child.match.group(1).decode()
+        await asyncio.to_thread(child.expect, "You:")
+        child.send("Hello\r")
+        await asyncio.to_thread(child.expect, "Hello!")
+        child.sendcontrol("c")
+        await asyncio.to_thread(child.expect, "The agent is still working on your last message")
+        await asyncio.to_thread(child.expect, "stays open: resume it")
+        await asyncio.to_thread(child.expect, pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    # At the prompt, after a turn: prompt_toolkit reads Ctrl-C as a key.
+    child = spawn("--conversation-id", conversation)
+    try:
+        await asyncio.to_thread(child.expect, "You:")
+        child.send("Hello\r")
+        await asyncio.to_thread(child.expect, "real LLM")
+        await asyncio.to_thread(child.expect, "You:")
+        child.sendcontrol("c")
+        await asyncio.to_thread(child.expect, "stays open: resume it")
+        await asyncio.to_thread(child.expect, pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    await handle.signal(AgentWorkflow.end_conversation)

@@ -43,12 +43,6 @@ from tests.fake_providers import (
 by_wire = pytest.mark.parametrize("wire", WIRES, ids=lambda wire: wire.name)
 
 
-@pytest.fixture(autouse=True)
-def no_text_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fake servers speak the providers' non-streaming wire only (not SSE)."""
-    monkeypatch.setenv("LLM_STREAM_TEXT", "0")
-
-
 def tools_then_answer(wire: Wire, *calls: WireCall) -> Any:
     """A provider that asks for `calls` at the start of a turn, then answers from the results."""
 

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         TurnAnswered,
         TurnStarted,
     )
+    from app.agent.models import AgentStatus
 
 
 class ConversationEvents:
@@ -34,13 +35,15 @@ class ConversationEvents:
         self.turn_id = ""
         # Where the previous turn's events start: the log keeps that turn and the current one.
         self._previous_turn_offset = self._offset()
+        # Where the turn in progress starts (its TurnStarted event); None between turns.
+        self.turn_offset: int | None = None
 
     def turn_started(self, turn: int) -> None:
         """A new turn, named by its `send_message` Update id; older turns leave the log."""
         update = workflow.current_update_info()
         self.turn_id = update.id if update else f"turn-{turn}"
         self._stream.truncate(self._previous_turn_offset)
-        self._previous_turn_offset = self._offset()
+        self._previous_turn_offset = self.turn_offset = self._offset()
         self._topic.publish(TurnStarted(turn_id=self.turn_id, turn=turn))
 
     def planning_step(self, step: int) -> None:
@@ -73,6 +76,13 @@ class ConversationEvents:
 
     def answered(self, answer: str, model: str | None) -> None:
         self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=answer, model=model))
+        self.turn_offset = None
+
+    def shown_in(self, status: AgentStatus) -> AgentStatus:
+        """`status` with the turn in progress, if any, and the offset its events start at."""
+        if self.turn_offset is None:
+            return status
+        return status.model_copy(update={"turn_id": self.turn_id, "turn_offset": self.turn_offset})
 
     def detach(self) -> None:
         """Release subscribers before the run ends; they follow the conversation's next run."""

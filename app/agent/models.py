@@ -176,6 +176,10 @@ class AgentStatus(BaseModel):
     model: str | None = None
     # The model the worker that answered this query is configured with, and why if offline.
     worker_model: str | None = None
+    # The turn in progress (its `send_message` Update id) and the stream offset where its events
+    # start: a client that attaches mid-turn shows the turn from there, each event once.
+    turn_id: str | None = None
+    turn_offset: int | None = None
 
 
 class PlanInput(BaseModel):

@@ -188,7 +188,7 @@ class AgentWorkflow:
         """What the agent is doing right now, and the model of the worker that answers."""
         # Read from the worker process, not workflow state: queries never enter history.
         status = self._status.model_copy(update={"worker_model": worker_model()})
-        return self._approvals.shown_in(status)
+        return self._events.shown_in(self._approvals.shown_in(status))
 
     @workflow.query
     def get_pending_approvals(self) -> PendingApprovals:

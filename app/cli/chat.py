@@ -55,10 +55,9 @@ async def run_session(
     else:
         session.banner(await session.worker_model(), resumed=bool(conversation_id))
         await session.warn_if_no_worker()
-    if conversation_id:
-        await session.approvals.announce()
     try:
-        return await session.run()
+        # A resumed conversation may be mid-turn (this client restarted): that turn comes first.
+        return await session.run(rejoin=bool(conversation_id))
     except EncryptionKeyError as err:  # an answer this client has no key for
         terminal.error(str(err))
         return 1

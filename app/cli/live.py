@@ -3,10 +3,11 @@
 `follow_turn` subscribes to the conversation's stream (`WorkflowStreamClient`, experimental in
 temporalio 1.35) from the offset the turn started at, keeps only that turn's events, and
 resubscribes from the last offset it saw when the connection drops, so every event is shown
-once. `LiveView` shows the answer's text as it arrives, a line per tool call as it starts and
-ends, a spinner with what the agent is doing, and the finished answer as Markdown. Everything
-the model or a tool wrote is stripped of control sequences first: an answer cannot retitle or
-clear the terminal.
+once. `turn_in_progress` finds the turn a conversation is working on when the chat attaches (a
+client restarted mid-turn), with the offset its events start at. `LiveView` shows the answer's
+text as it arrives, a line per tool call as it starts and ends, a spinner with what the agent is
+doing, and the finished answer as Markdown. Everything the model or a tool wrote is stripped of
+control sequences first: an answer cannot retitle or clear the terminal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from rich.console import Console, Group
@@ -24,7 +26,7 @@ from rich.markdown import Markdown
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
 from app.agent.events import (
@@ -39,9 +41,16 @@ from app.agent.events import (
     ToolCallStarted,
     TurnAnswered,
 )
+from app.agent.models import AgentResult
+from app.agent.workflow import AgentWorkflow
 from app.core.connection import one_line
 
 RECONNECT_SECONDS = 1.0
+# How long a rejoining client waits for the turn's past events before it asks anything.
+CATCH_UP_SECONDS = 3.0
+QUERY_TIMEOUT = timedelta(seconds=2)
+# How much of a turn's message a rejoining client shows.
+MESSAGE_SHOWN = 200
 # Escape sequences (CSI, OSC, and two-character ones) and C0/C1 controls other than \n and \t.
 _CONTROL = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
@@ -65,6 +74,8 @@ class LiveView:
         # When the stream last said something: long silences are explained by the session.
         self.last_event = time.monotonic()
         self.model: str | None = None
+        # Set once the events published before the view began are shown (see follow_turn).
+        self.caught_up = asyncio.Event()
         self._spinner = Spinner("dots")
         self._live = Live(
             get_renderable=self._render,
@@ -154,6 +165,12 @@ async def follow_turn(
     """Show the events of turn `turn_id` until its answer, reconnecting where it left off."""
     stream = WorkflowStreamClient.create(client, conversation_id)
     offset = from_offset
+    try:
+        published = await stream.get_offset()
+    except Exception:  # no worker to answer the query: nothing to catch up with yet
+        published = 0
+    if offset >= published:
+        view.caught_up.set()
     while True:
         try:
             async for item in stream.subscribe(
@@ -163,6 +180,8 @@ async def follow_turn(
                 poll_cooldown=timedelta(milliseconds=50),
             ):
                 offset = item.offset + 1
+                if offset >= published:
+                    view.caught_up.set()
                 if item.data.turn_id != turn_id:
                     continue
                 view.apply(item.data)
@@ -173,3 +192,36 @@ async def follow_turn(
             raise
         except Exception:  # the server restarting, a worker gone: the answer still comes
             await asyncio.sleep(RECONNECT_SECONDS)
+
+
+@dataclass(frozen=True)
+class TurnInProgress:
+    """A turn the conversation is working on: its Update id, where its events start, and its
+    message (on one line, shortened, safe to print)."""
+
+    turn_id: str
+    offset: int
+    message: str
+
+
+async def turn_in_progress(
+    handle: WorkflowHandle[AgentWorkflow, AgentResult],
+) -> TurnInProgress | None:
+    """The turn the conversation is working on, or None (idle, or the worker does not answer)."""
+    try:
+        status = await handle.query(AgentWorkflow.get_status, rpc_timeout=QUERY_TIMEOUT)
+        if status.turn_id is None or status.turn_offset is None:
+            return None
+        view = await handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
+    except Exception:  # no worker, a failing workflow task: the chat starts at its prompt
+        return None
+    # The turn's own message is the history's last one written by the user.
+    asked = [m.content for m in view.messages if m.role == "user" and m.content]
+    message = clean(one_line(asked[-1], MESSAGE_SHOWN)) if asked else ""
+    return TurnInProgress(status.turn_id, status.turn_offset, message)
+
+
+async def wait_briefly(awaitable: Awaitable[object], seconds: float = CATCH_UP_SECONDS) -> None:
+    """Await `awaitable` for at most `seconds`: what it waits for is a courtesy, not a must."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(awaitable, seconds)

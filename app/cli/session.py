@@ -2,11 +2,11 @@
 
 Each message is the Update `send_message` with an Update id of its own, so a retried send never
 runs a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow
-Stream (`app.cli.live`); the session explains long silences (no worker, a failing workflow task)
-with one `get_status` query after each ten quiet seconds. On a terminal each answer is followed by
-one dim line saying what the turn used (`get_usage`); piped output stays `You:`/`Agent:` lines
-only. Leaving the chat does not end the conversation: it stays resumable
-with `--conversation-id` until `/end`.
+Stream (`app.cli.live`), and long silences are explained (`app.cli.silence`). On a terminal each
+answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
+`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable
+with `--conversation-id` until `/end`, and a chat that attaches while a turn runs (the client was
+restarted mid-turn) shows that turn from its start, then its answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
@@ -23,7 +22,7 @@ from temporalio.service import RPCError
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
-from app.cli.live import LiveView, follow_turn
+from app.cli.live import LiveView, follow_turn, turn_in_progress, wait_briefly
 from app.cli.lookup import State, attach_problem, leaving_line, look_up, server_answers
 from app.cli.reports import show_history, show_turn_usage, show_usage
 from app.cli.retries import (
@@ -36,16 +35,14 @@ from app.cli.retries import (
     deliver,
     no_worker_hint,
     rpc_problem,
-    silent_workflow_hint,
     slow_acceptance_hint,
 )
+from app.cli.silence import TurnInFlight, watch_silence
 from app.cli.terminal import Terminal, indent_answer, workflow_link
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
 
-# How often the session checks how long the turn has been quiet.
-SILENCE_CHECK_SECONDS = 0.5
 # An Update waits for a worker forever; after this long we tell the user why.
 ACCEPT_HINT_SECONDS = 10.0
 SILENT_WORKER_HINT_SECONDS = 10.0
@@ -62,16 +59,6 @@ HELP = """Type a message and press Enter. Commands:
   quit      leave; the conversation stays open to resume later (also exit, Ctrl-D, Ctrl-C)"""
 
 QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
-
-
-@dataclass
-class _Turn:
-    """What the progress line needs to know about the turn in flight."""
-
-    started: float
-    accepted: bool = False
-    # The live view on a terminal (None when the output is piped).
-    view: LiveView | None = None
 
 
 class ChatSession:
@@ -93,7 +80,7 @@ class ChatSession:
         self.conversation_id = ""
         self._handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
         self.is_open = False
-        self._in_flight: _Turn | None = None
+        self._in_flight: TurnInFlight | None = None
         self.approvals = ApprovalDesk(terminal, lambda: self.handle, self.command, QUIT_WORDS)
 
     @property
@@ -154,9 +141,13 @@ class ChatSession:
         if await self._worker_polls() is False:
             self.terminal.error(no_worker_hint())
 
-    async def run(self) -> int:
-        """Read and answer lines until quit, end of input or `/end`; returns the exit code."""
+    async def run(self, rejoin: bool = False) -> int:
+        """Read and answer lines until quit, end of input or `/end`; returns the exit code.
+
+        With `rejoin`, a turn already in progress (a client restarted mid-turn) is shown first."""
         try:
+            if rejoin:
+                await self.rejoin()
             while True:
                 line = await self.approvals.next_line("You: ")
                 if line is None:
@@ -224,10 +215,22 @@ class ChatSession:
                 f"the limit is {MAX_MESSAGE_CHARS:,}"
             )
             return
-        update_id = f"message-{uuid.uuid4()}"
+        await self._answer(text, f"message-{uuid.uuid4()}")
+
+    async def rejoin(self) -> None:
+        """Show the turns the conversation is working on, from their start, and their answers."""
+        followed: set[str] = set()
+        while (turn := await turn_in_progress(self.handle)) and turn.turn_id not in followed:
+            followed.add(turn.turn_id)
+            if self.terminal.interactive:  # piped output stays `You:`/`Agent:` lines
+                self.terminal.say(f"A turn is in progress; from its start:\nYou: {turn.message}")
+            await self._answer(None, turn.turn_id, turn.offset)
+
+    async def _answer(self, text: str | None, update_id: str, from_offset: int = 0) -> None:
+        """Send `text` (None: its turn runs already), then print the answer or a one-line error."""
         started = time.monotonic()
         try:
-            answer, view = await self._turn(text, update_id)
+            answer, view = await self._turn(text, update_id, from_offset)
         except FatalChatError:
             raise
         except ConversationClosed as err:
@@ -288,20 +291,40 @@ class ChatSession:
                 )
         self.terminal.say(leaving_line(lookup, self.resume_command))
 
-    async def _turn(self, text: str, update_id: str) -> tuple[str, LiveView | None]:
-        """Deliver the message, wait for the answer, and show the turn live meanwhile."""
-        turn = _Turn(started=time.monotonic())
-        tasks = [asyncio.create_task(self._watch_silence(turn))]
+    async def _turn(
+        self, text: str | None, update_id: str, from_offset: int
+    ) -> tuple[str, LiveView | None]:
+        """Deliver the message (unless None), wait for the answer, and show the turn live."""
+        turn = TurnInFlight(started=time.monotonic())
+        hint_after = (ACCEPT_HINT_SECONDS, SILENT_WORKER_HINT_SECONDS)
+        watch = watch_silence(
+            turn,
+            self.terminal,
+            hint_after,
+            self._slow_acceptance_hint,
+            self._status,
+            lambda: server_answers(self.client),
+        )
+        tasks = [asyncio.create_task(watch)]
         if self.terminal.live:
             turn.view = self.terminal.live_view = LiveView(self.terminal.console).__enter__()
-            # From the stream's start: the log holds only this turn and the one before it.
-            follow = follow_turn(self.client, self.conversation_id, update_id, 0, turn.view)
+            # A new turn is followed from the log's start (it holds this turn and the one before).
+            follow = follow_turn(
+                self.client, self.conversation_id, update_id, from_offset, turn.view
+            )
             tasks.append(asyncio.create_task(follow))
         self._in_flight = turn
         try:
             retries = self._retries()
             while True:
-                update = await deliver(self.handle, text, update_id, retries)
+                if text is None:  # accepted before this chat began: only its answer is awaited
+                    update = self.handle.get_update_handle_for(
+                        AgentWorkflow.send_message, update_id
+                    )
+                    if turn.view is not None:  # its past events first, then any y/N question
+                        await wait_briefly(turn.view.caught_up.wait())
+                else:
+                    update = await deliver(self.handle, text, update_id, retries)
                 turn.accepted = True
                 if turn.view is not None:
                     turn.view.doing = "waiting for the agent"
@@ -323,31 +346,6 @@ class ChatSession:
             current = asyncio.current_task()
             if current is None or not current.cancelling():
                 self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
-
-    async def _watch_silence(self, turn: _Turn) -> None:
-        """Explain a slow acceptance, or a turn quiet for long (a worker gone, a failing task)."""
-        hinted_accept = hinted_silent = False
-        last_heard = turn.started
-        while True:
-            await asyncio.sleep(SILENCE_CHECK_SECONDS)
-            now = time.monotonic()
-            if not turn.accepted:
-                if now - turn.started > ACCEPT_HINT_SECONDS and not hinted_accept:
-                    hint = await self._slow_acceptance_hint()
-                    hinted_accept = hint is not None
-                    if hint is not None:
-                        self.terminal.error(hint)
-                continue
-            if turn.view is not None:
-                last_heard = max(last_heard, turn.view.last_event)
-            if now - last_heard > SILENT_WORKER_HINT_SECONDS and not hinted_silent:
-                # Quiet for long: one query tells a busy LLM from a missing worker.
-                status, problem = await self._status()
-                if status is not None:
-                    last_heard = time.monotonic()
-                elif await server_answers(self.client):  # else the retries name the server
-                    hinted_silent = True
-                    self.terminal.error(silent_workflow_hint(problem))
 
     async def _status(self) -> tuple[AgentStatus | None, str]:
         """The workflow's status, or None and why the query failed."""

@@ -159,8 +159,9 @@ class Terminal:
         return cls(sys.stdin, sys.stdout, sys.stderr)
 
     def say(self, text: str) -> None:
-        """A line of the transcript."""
-        print(text, file=self.stdout, flush=True)
+        """A line of the transcript (above the live view, if one is running)."""
+        with self._above_live_view():
+            print(text, file=self.stdout, flush=True)
 
     def note(self, text: str) -> None:
         """A line of the transcript that matters less (each turn's usage): dim on a terminal."""
@@ -202,7 +203,9 @@ class Terminal:
         if self._prompt is None:
             self._prompt = PromptSession(history=_history())
         try:
-            return await self._prompt.prompt_async(prompt)
+            # Ctrl-C at the prompt is a key (below). Left to prompt_toolkit, SIGINT handling
+            # removes the chat's own handler when the prompt ends: Ctrl-C then did nothing.
+            return await self._prompt.prompt_async(prompt, handle_sigint=False)
         except EOFError:  # Ctrl-D
             return None
         except KeyboardInterrupt:
