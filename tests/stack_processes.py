@@ -1,16 +1,19 @@
 """Helpers for tests that run the real programs as processes: ports, environments, runs, /proc.
 
 The chat client, the demo and the workers are tested the way people run them, as child processes
-with piped input, so these helpers start them, feed them, read their output as it comes, and check
-afterwards that nothing they started is still running.
+with piped input or on a pseudo-terminal, so these helpers start them, feed them, read their output
+as it comes, and check afterwards that nothing they started is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,3 +214,63 @@ async def wait_until_polling(client: Client, worker: Child, timeout: float = 60)
         if worker.exit_code is not None or time.monotonic() > deadline:
             raise AssertionError(f"the orchestrator worker is not polling:\n{worker.log_tail(40)}")
         await asyncio.sleep(0.1)
+
+
+class PseudoTerminal:
+    """`python client.py` on a pseudo-terminal (stdlib `pty`), and everything it has drawn."""
+
+    def __init__(self, process: asyncio.subprocess.Process, controller: int) -> None:
+        self.process = process
+        self.controller = controller
+        self.screen = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @classmethod
+    async def start(cls, env: dict[str, str], state: Path) -> PseudoTerminal:
+        """The chat client on a new terminal, its input history kept in `state`."""
+        controller, terminal = pty.openpty()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "client.py",
+            cwd=PROJECT_ROOT,
+            # The test's terminal never answers prompt_toolkit's cursor position requests.
+            env=env | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "XDG_STATE_HOME": str(state)},
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        return cls(process, controller)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.controller, 4096)
+            except OSError:  # the client has exited and closed the terminal
+                return
+            if not chunk:
+                return
+            self.screen.extend(chunk)
+
+    def type(self, text: str) -> None:
+        """Type `text` (a trailing newline is Enter)."""
+        os.write(self.controller, text.encode())
+
+    def shown(self) -> str:
+        """What a person reads: without the control sequences prompt_toolkit and rich draw with."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.screen.decode(errors="replace"))
+
+    def seen(self, text: str, times: int = 1) -> bool:
+        return self.shown().count(text) >= times
+
+    async def wait_to_see(self, text: str, times: int = 1, timeout: float = 30) -> None:
+        await wait_until(lambda: self.seen(text, times), timeout, repr(text), self.shown)
+
+    async def close(self) -> None:
+        """Kill the client if it still runs; stop reading its terminal."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        await asyncio.to_thread(self._reader.join, 5)
+        os.close(self.controller)

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import pty
 import re
 import signal
-import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,12 +40,13 @@ from app.cli import retries
 from app.cli import session as chat_session
 from app.cli.session import ChatSession
 from app.cli.terminal import Terminal, format_history
-from app.core.names import ORCHESTRATOR, PROJECT_ROOT
+from app.core.names import ORCHESTRATOR
 from app.core.processes import free_port
 from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
     Finished,
+    PseudoTerminal,
     Running,
     program_env,
     run_program,
@@ -298,49 +295,17 @@ async def test_a_terminal_shows_what_the_workflow_is_doing(
 ):
     # Each planning call of the in-process worker takes 0.6 s, so there is progress to see.
     monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "600")
-    controller, terminal = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "client.py",
-        cwd=PROJECT_ROOT,
-        env=program_env(
-            TEMPORAL_ADDRESS=address(served),
-            TERM="xterm",
-            PROMPT_TOOLKIT_NO_CPR="1",
-            XDG_STATE_HOME=str(tmp_path),
-        ),
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    screen = bytearray()
-
-    def read_screen() -> None:
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the client has exited and closed the terminal
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    reader = threading.Thread(target=read_screen, daemon=True)
-    reader.start()
+    client = await PseudoTerminal.start(program_env(TEMPORAL_ADDRESS=address(served)), tmp_path)
     try:
-        await wait_until(lambda: b"You:" in screen, 20, "the prompt", screen.decode)
-        os.write(controller, b"Calculate 15 * 23\n")
-        await wait_until(lambda: b"Agent: " in screen, 20, "the answer", screen.decode)
-        os.write(controller, b"quit\n")
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        await client.wait_to_see("You:", timeout=20)
+        client.type("Calculate 15 * 23\n")
+        await client.wait_to_see("Agent: ", timeout=20)
+        client.type("quit\n")
+        assert await asyncio.wait_for(client.process.wait(), 10) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.to_thread(reader.join, 5)
-        os.close(controller)
+        await client.close()
 
-    text = screen.decode()
+    text = client.screen.decode()
     assert "\x1b[2K" in text  # the live view is redrawn in place ...
     assert "thinking (" in text  # ... with what the stream says the agent does
     assert "-> calculator(" in text  # ... and a line per tool call

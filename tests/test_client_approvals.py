@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import pty
 import re
-import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,12 +26,18 @@ from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.cli.approvals import ApprovalDesk
 from app.cli.terminal import Terminal
-from app.core.names import IT, PROJECT_ROOT
+from app.core.names import IT
 from app.core.setup import ensure_nexus_setup
 from app.it.activities import SampleJiraClient
 from app.it.worker import it_worker
 from tests.conftest import client_for
-from tests.stack_processes import ANSI_ESCAPE, Running, program_env, run_program, wait_until
+from tests.stack_processes import (
+    ANSI_ESCAPE,
+    PseudoTerminal,
+    Running,
+    program_env,
+    run_program,
+)
 
 SLOW_LOGIN = "Create a Jira issue in PROJ: the login page is slow"
 BROKEN_SEARCH = "Create a Jira issue in PROJ: the search is broken"
@@ -166,60 +169,27 @@ async def test_a_second_client_attached_to_the_conversation_decides(
 
 
 async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient, tmp_path: Path):
-    controller, terminal = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "client.py",
-        cwd=PROJECT_ROOT,
-        env=client_env(stack)
-        | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "XDG_STATE_HOME": str(tmp_path)},
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    screen = bytearray()
-
-    def read_screen() -> None:
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the client has exited and closed the terminal
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    def seen(text: str, times: int = 1) -> bool:
-        # What a person reads: prompt_toolkit and rich draw with control sequences between.
-        shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
-        return shown.count(text) >= times
-
-    reader = threading.Thread(target=read_screen, daemon=True)
-    reader.start()
+    client = await PseudoTerminal.start(client_env(stack), tmp_path)
     # (prompt_toolkit draws the prompt's trailing space as a cursor move)
     question = "Allow create_jira_issue(project=PROJ, ...)? [y/N]"
     try:
-        await wait_until(lambda: seen("You:"), 30, "the prompt", screen.decode)
-        os.write(controller, (SLOW_LOGIN + "\n").encode())
-        await wait_until(lambda: seen(question), 30, "the question", screen.decode)
-        os.write(controller, b"y\n")
-        await wait_until(lambda: seen("Agent: I created"), 30, "the answer", screen.decode)
-        os.write(controller, (BROKEN_SEARCH + "\n").encode())
-        await wait_until(lambda: seen(question, 2), 30, "the second question", screen.decode)
-        os.write(controller, b"n duplicate of PROJ-100\n")
-        await wait_until(lambda: seen("Agent: I did not"), 30, "the answer", screen.decode)
-        os.write(controller, b"Create a Jira issue in PROJ: printer jams\n")
-        await wait_until(lambda: seen("? [y/N]", 3), 30, "the third question", screen.decode)
-        os.write(controller, b"quit\n")  # leaves; the call goes on waiting
-        assert await asyncio.wait_for(process.wait(), 20) == 0
+        await client.wait_to_see("You:")
+        client.type(SLOW_LOGIN + "\n")
+        await client.wait_to_see(question)
+        client.type("y\n")
+        await client.wait_to_see("Agent: I created")
+        client.type(BROKEN_SEARCH + "\n")
+        await client.wait_to_see(question, 2)
+        client.type("n duplicate of PROJ-100\n")
+        await client.wait_to_see("Agent: I did not")
+        client.type("Create a Jira issue in PROJ: printer jams\n")
+        await client.wait_to_see("? [y/N]", 3)
+        client.type("quit\n")  # leaves; the call goes on waiting
+        assert await asyncio.wait_for(client.process.wait(), 20) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.to_thread(reader.join, 5)
-        os.close(controller)
+        await client.close()
     # As read: without control sequences, and with rich's wrapping of long answers undone.
-    text = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace")).split())
+    text = " ".join(client.shown().split())
     assert 'Allow create_jira_issue(project=PROJ, summary="Printer jams", ...)? [y/N]' in text
     assert "Approved: create_jira_issue runs now." in text
     assert "Denied: create_jira_issue will not run; the agent is told why." in text
