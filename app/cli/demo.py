@@ -132,11 +132,16 @@ class Demo:
         supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
         watching = asyncio.ensure_future(supervisor.watch())
         ready = asyncio.ensure_future(self.wait_until_ready(client, supervisor.started))
+        waiting = asyncio.ensure_future(supervisor.all_started.wait())
         try:
             if self.args.conversation_id:
-                # A resumed conversation may have calls waiting for approval: the chat asks
-                # the workflow for them at once, which takes a worker.
-                self.progress.line(await ready)
+                # A resumed conversation may be mid-turn or have calls waiting for approval:
+                # the chat asks the workflow at once, which takes a polling worker (LiteLLM
+                # may still be loading).
+                either: list[asyncio.Future[Any]] = [ready, waiting]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if ready.done() and (failure := ready.exception()) is not None:
+                    raise failure
             else:
                 self.progress.line(
                     "Workers: still starting; a message sent now is answered as soon as they poll"
@@ -144,9 +149,9 @@ class Demo:
             return await self.chat(client, web_ui, ready)
         finally:
             # Before anything is stopped: a worker the demo stops must not be restarted.
-            for task in (ready, watching):
+            for task in (ready, waiting, watching):
                 task.cancel()
-            await asyncio.gather(ready, watching, return_exceptions=True)
+            await asyncio.gather(ready, waiting, watching, return_exceptions=True)
 
     async def chat(self, client: Client, web_ui: str | None, ready: asyncio.Future[str]) -> int:
         """The chat, while the workers finish starting (`ready`): if one fails to, the chat
@@ -158,7 +163,7 @@ class Demo:
                 conversation_id=self.args.conversation_id,
                 web_ui=web_ui,
                 resume_command=demo_command(),
-                workers_starting=not ready.done(),
+                workers_starting=not ready.done() and not self.args.conversation_id,
             )
         )
         try:
@@ -170,7 +175,7 @@ class Demo:
                 session.cancel()  # the chat says goodbye before the reason is printed
                 await asyncio.gather(session, return_exceptions=True)
                 raise failure
-            if not session.done() and not self.args.conversation_id:
+            if not session.done():
                 self.terminal.error(ready.result())
             return await session
         finally:

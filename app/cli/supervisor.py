@@ -64,10 +64,13 @@ class Supervisor:
         self._server_reported = False
         # Workers that have not polled yet: `wait_until_ready` owns them until they do.
         self._starting = {child.pid for child in workers}
+        self.all_started = asyncio.Event()
 
     def started(self, child: Child) -> None:
         """`child` polls: from now on, when it dies it is restarted."""
         self._starting.discard(child.pid)
+        if not self._starting:
+            self.all_started.set()
 
     async def watch(self) -> None:
         """Check every `CHECK_SECONDS` until cancelled."""
