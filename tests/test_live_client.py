@@ -64,27 +64,32 @@ async def test_piped_output_is_byte_for_byte_what_it_was(served: Client):
     assert result.stderr == ""
 
 
+def spawn_client(served: Client, state: Path, *args: str) -> pexpect.spawn:
+    """`client.py` on a pexpect terminal of 40 x 120, its input history kept in `state`."""
+    env = program_env(
+        TEMPORAL_ADDRESS=address(served),
+        TERM="xterm",
+        # pexpect's terminal does not answer prompt_toolkit's cursor position requests.
+        PROMPT_TOOLKIT_NO_CPR="1",
+        XDG_STATE_HOME=str(state),
+    )
+    return pexpect.spawn(
+        sys.executable,
+        ["client.py", *args],
+        cwd=str(PROJECT_ROOT),
+        env=env,
+        timeout=30,
+        dimensions=(40, 120),
+    )
+
+
 @pytest.mark.timeout(180)
 async def test_a_terminal_shows_the_answer_as_it_is_written_and_up_recalls_the_last_message(
     served: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     # The in-process worker's offline model spreads each answer over three seconds.
     monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "3000")
-    env = program_env(
-        TEMPORAL_ADDRESS=address(served),
-        TERM="xterm",
-        # pexpect's terminal does not answer prompt_toolkit's cursor position requests.
-        PROMPT_TOOLKIT_NO_CPR="1",
-        XDG_STATE_HOME=str(tmp_path),
-    )
-    child = pexpect.spawn(
-        sys.executable,
-        ["client.py"],
-        cwd=str(PROJECT_ROOT),
-        env=env,
-        timeout=30,
-        dimensions=(40, 120),
-    )
+    child = spawn_client(served, tmp_path)
     try:
         await asyncio.to_thread(child.expect, r"Conversation: (conversation-[0-9a-f]{8})")
         conversation = child.match.group(1).decode()
@@ -133,22 +138,9 @@ async def test_ctrl_c_on_a_terminal_leaves_at_the_prompt_and_mid_turn(
     served: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "3000")
-    env = program_env(
-        TEMPORAL_ADDRESS=address(served),
-        TERM="xterm",
-        PROMPT_TOOLKIT_NO_CPR="1",
-        XDG_STATE_HOME=str(tmp_path),
-    )
 
     def spawn(*args: str) -> pexpect.spawn:
-        return pexpect.spawn(
-            sys.executable,
-            ["client.py", *args],
-            cwd=str(PROJECT_ROOT),
-            env=env,
-            timeout=30,
-            dimensions=(40, 120),
-        )
+        return spawn_client(served, tmp_path, *args)
 
     # Mid-turn: the live view is up, the terminal turns Ctrl-C into SIGINT.
     child = spawn()
