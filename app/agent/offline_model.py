@@ -303,8 +303,9 @@ class OfflineAgentLLM(CustomLLM):
         """
         reply, call_prefix = _reply(kwargs)
         latency = _latency_ms() / 1000
-        text = reply.text or ""
-        words = re.findall(r"\S+\s*", text) if latency else [text] if text else []
+        words = re.findall(r"\S+\s*", reply.text or "")
+        if not latency and words:
+            words = [reply.text or ""]
         if not words:
             await asyncio.sleep(latency)
         for word in words:

@@ -72,7 +72,6 @@ class TextPublisher:
         self._topic: TopicHandle[AgentEvent] | None = None
         self._pending = ""
         self._published_text = False
-        self._answered = False
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -95,7 +94,7 @@ class TextPublisher:
 
     def text(self, delta: str) -> None:
         """A piece of the answer; sent at once if the last batch left an interval ago."""
-        if self.streams_text and not self._answered:
+        if self.streams_text:
             self._pending += delta
             self._wake.set()
 
@@ -104,7 +103,6 @@ class TextPublisher:
         (`TurnAnswered`) and clients print in place of the streamed text: text not sent yet is
         not sent at all, which spares a signal and a workflow task per turn."""
         self._pending = ""
-        self._answered = True
 
     def failed(self, error: ApplicationError) -> None:
         """This attempt failed: its text is void, and Temporal may try again."""

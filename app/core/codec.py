@@ -38,7 +38,6 @@ from temporalio.converter import (
 from app.core.converter import SharedPydanticPayloadConverter
 
 KEY_ENV = "AGENT_ENCRYPTION_KEY"
-
 KEY_FILE_ENV = "AGENT_ENCRYPTION_KEY_FILE"
 ENCRYPTED_ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
