@@ -322,7 +322,9 @@ def chat_response(text: str) -> Any:
     )
 
 
-async def test_plan_next_action_gives_acompletion_every_setting(monkeypatch: pytest.MonkeyPatch):
+def record_llm_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace `litellm.acompletion` with one that answers "ok"; the list gets each call's
+    arguments."""
     received: list[dict[str, Any]] = []
 
     async def acompletion(**kwargs: Any) -> Any:
@@ -330,6 +332,11 @@ async def test_plan_next_action_gives_acompletion_every_setting(monkeypatch: pyt
         return chat_response("ok")
 
     monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    return received
+
+
+async def test_plan_next_action_gives_acompletion_every_setting(monkeypatch: pytest.MonkeyPatch):
+    received = record_llm_calls(monkeypatch)
     use_provider(
         monkeypatch,
         OpenAIWire(),
@@ -371,13 +378,7 @@ async def test_plan_next_action_gives_acompletion_every_setting(monkeypatch: pyt
 
 
 async def test_plan_next_action_leaves_unset_settings_to_litellm(monkeypatch: pytest.MonkeyPatch):
-    received: list[dict[str, Any]] = []
-
-    async def acompletion(**kwargs: Any) -> Any:
-        received.append(kwargs)
-        return chat_response("ok")
-
-    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    received = record_llm_calls(monkeypatch)
     use_provider(monkeypatch, OpenAIWire(), api_base=None)
     await ActivityEnvironment().run(plan_next_action, PlanInput(messages=[Message.user("hi")]))
 
@@ -420,13 +421,7 @@ LONG_TURNS = [
 async def test_trimming_fits_the_smallest_context_of_the_models_that_may_answer(
     variables: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ):
-    received: list[dict[str, Any]] = []
-
-    async def acompletion(**kwargs: Any) -> Any:
-        received.append(kwargs)
-        return chat_response("ok")
-
-    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    received = record_llm_calls(monkeypatch)
     use_provider(monkeypatch, OpenAIWire(), api_base=None, LLM_MODEL="openai/gpt-4o-mini")
     monkeypatch.delenv("OPENAI_API_KEY")
     for name, value in variables.items():
@@ -443,13 +438,7 @@ async def test_trimming_fits_the_smallest_context_of_the_models_that_may_answer(
 
 
 async def test_a_model_with_a_large_context_gets_every_turn(monkeypatch: pytest.MonkeyPatch):
-    received: list[dict[str, Any]] = []
-
-    async def acompletion(**kwargs: Any) -> Any:
-        received.append(kwargs)
-        return chat_response("ok")
-
-    monkeypatch.setattr(litellm_module(), "acompletion", acompletion)
+    received = record_llm_calls(monkeypatch)
     use_provider(monkeypatch, OpenAIWire(), api_base=None, LLM_MODEL="openai/gpt-4o-mini")
     history = [*LONG_TURNS, Message.user("and now?")]
     await ActivityEnvironment().run(plan_next_action, PlanInput(messages=history))
