@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 from app.agent.approvals import PendingApproval, ToolDecision, describe_call
 from app.agent.models import AgentResult
 from app.agent.workflow import AgentWorkflow
+from app.cli.live import QUERY_TIMEOUT
 from app.cli.terminal import Terminal, indent_answer
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -41,7 +42,6 @@ APPROVAL_HELP = """Tools that change things wait for your approval:
 # How often a running turn is checked for calls that wait (and for calls decided elsewhere).
 POLL_SECONDS = 0.25
 PLAIN_POLL_SECONDS = 0.5
-QUERY_TIMEOUT = timedelta(seconds=2)
 DECISION_TIMEOUT = timedelta(seconds=30)
 # After deciding on another session's turn, wait this long to show the agent's answer here.
 FOLLOW_SECONDS = 60.0

@@ -48,6 +48,7 @@ from app.core.connection import one_line
 RECONNECT_SECONDS = 1.0
 # How long a rejoining client waits for the turn's past events before it asks anything.
 CATCH_UP_SECONDS = 3.0
+# How long the chat waits for the answer to a query (status, history, usage, approvals).
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200

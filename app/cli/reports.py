@@ -7,19 +7,16 @@ goes on.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
 
 from app.agent.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
-from app.cli.live import clean
+from app.cli.live import QUERY_TIMEOUT, clean
 from app.cli.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
-
-QUERY_TIMEOUT = timedelta(seconds=2)
 
 
 def turn_usage_line(turn: TurnUsage, seconds: float) -> str:
