@@ -16,7 +16,7 @@ import sys
 
 from temporalio.client import Client
 
-from app.cli import chat
+from app.cli.chat import program as chat
 
 
 async def main(argv: list[str] | None = None, client: Client | None = None) -> int:

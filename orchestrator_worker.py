@@ -17,7 +17,7 @@ import logging
 
 from temporalio.client import Client
 
-from app.agent.llm_client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.llm.client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
 from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
@@ -47,7 +47,7 @@ async def main(client: Client | None = None) -> None:
 
     def start_warm_up() -> None:
         # Importing LiteLLM takes seconds: poll first, then import it in a thread; a planning
-        # call that arrives meanwhile waits for it (app.agent.llm_client.litellm_ready).
+        # call that arrives meanwhile waits for it (app.agent.llm.client.litellm_ready).
         warm_up()
         tasks.add(asyncio.create_task(log_model_when_warm(budget)))
 

@@ -25,8 +25,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
-from app.agent.events import EVENT_TYPE, EVENTS_TOPIC, TextDelta, TurnAnswered
 from app.agent.models import AgentInput
+from app.agent.stream.events import EVENT_TYPE, EVENTS_TOPIC, TextDelta, TurnAnswered
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR, PROJECT_ROOT
 from bench.stack import running_stack

@@ -51,9 +51,9 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
-from app.agent.llm_client import OFFLINE_MODEL, litellm_ready, offline_model
+from app.agent.llm.client import OFFLINE_MODEL, litellm_ready, offline_model
 from app.agent.models import AgentConfig, AgentResult
-from app.agent.tool_catalog import tool_schemas
+from app.agent.tools.catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import find_binary
 from app.core.names import PROJECT_ROOT
@@ -398,7 +398,7 @@ async def measure_startup(settings: Settings) -> StartupResult:
     command = ["uv", "run", "--frozen", "demo", "--headless"]
     uv = shutil.which("uv")
     if not (PROJECT_ROOT / "app" / "cli" / "demo.py").exists():
-        return StartupResult(command, skipped="app/cli/demo.py does not exist")
+        return StartupResult(command, skipped="app/cli/demo/main.py does not exist")
     if uv is None:
         return StartupResult(command, skipped="`uv` is not on PATH")
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as state:

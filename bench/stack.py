@@ -22,7 +22,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from app.agent.llm_client import READY_TEXT
+from app.agent.llm.client import READY_TEXT
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import NEXUS_DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT
 from app.core.processes import Child, free_port

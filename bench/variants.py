@@ -19,7 +19,7 @@ from app.agent.workflow import AgentWorkflow, LLMFailure
 from app.core.errors import failure_message
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.activities import plan_next_action
+    from app.agent.llm.activity import plan_next_action
     from app.agent.models import AgentInput, AgentResult, Message, PlanInput
     from app.core.names import AGENT_WORKFLOW_NAME
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 
-from app.agent.llm_client import READY_TEXT, choose_model, litellm_ready
+from app.agent.llm.client import READY_TEXT, choose_model, litellm_ready
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
 from app.core.names import ORCHESTRATOR

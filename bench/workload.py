@@ -23,8 +23,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
-from app.agent.activities import execute_tool, plan_next_action
 from app.agent.conversation import planner_window
+from app.agent.llm.activity import plan_next_action
 from app.agent.models import (
     AgentConfig,
     AgentInput,
@@ -35,7 +35,8 @@ from app.agent.models import (
     ToolRequest,
     cap_text,
 )
-from app.agent.tool_catalog import TOOLS
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.catalog import TOOLS
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 from app.finance.activities import compute_roi, stock_quote

@@ -18,8 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool
-from app.agent.approvals import PendingApproval
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import (
     AgentConfig,
     AgentInput,
@@ -29,7 +28,8 @@ from app.agent.models import (
     PlanOutput,
     ToolCall,
 )
-from app.agent.usage import LLMUsage
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.approvals import PendingApproval
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 

@@ -23,10 +23,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from app.agent.activities import execute_tool
-from app.agent.approvals import ToolDecision, ToolDecisionResult, describe_call
 from app.agent.models import AgentConfig, AgentResult, Message, ToolRequest, ToolResult
-from app.agent.tool_catalog import TOOLS, Tool
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.approvals import ToolDecision, ToolDecisionResult, describe_call
+from app.agent.tools.catalog import TOOLS, Tool
 from app.agent.workflow import AgentWorkflow
 from app.it.service import CreateJiraIssueInput
 from tests.doubles import (

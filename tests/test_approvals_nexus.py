@@ -23,11 +23,11 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateHandle, Work
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
-from app.agent.activities import execute_tool
-from app.agent.approvals import ToolDecision
-from app.agent.endpoints import check_endpoints
-from app.agent.llm_client import litellm_module
+from app.agent.llm.client import litellm_module
 from app.agent.models import AgentInput, AgentResult
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.approvals import ToolDecision
+from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import find_binary

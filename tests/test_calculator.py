@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from app.agent.calculator import CalculatorError, evaluate, format_result
+from app.agent.tools.calculator import CalculatorError, evaluate, format_result
 
-# The documented limits of app/agent/calculator.py.
+# The documented limits of app/agent/tools/calculator.py.
 MAX_EXPRESSION_LENGTH = 1000
 MAX_INT_BITS = 10_000
 MAX_FACTORIAL = 1000

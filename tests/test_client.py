@@ -32,14 +32,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import client as client_program
-from app.agent.llm_client import choose_model, litellm_module
+from app.agent.llm.client import choose_model, litellm_module
 from app.agent.models import AgentConfig, AgentInput, Message
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
-from app.cli import retries
-from app.cli import session as chat_session
-from app.cli.session import ChatSession
-from app.cli.terminal import Terminal, format_history
+from app.cli.chat import retries
+from app.cli.chat import session as chat_session
+from app.cli.chat.session import ChatSession
+from app.cli.chat.terminal import Terminal, format_history
 from app.core.names import ORCHESTRATOR
 from app.core.processes import free_port
 from tests.conftest import start_dev_server

@@ -20,12 +20,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
-from app.agent.approvals import ToolDecision
-from app.agent.llm_client import litellm_module
+from app.agent.llm.client import litellm_module
+from app.agent.tools.approvals import ToolDecision
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
-from app.cli.approvals import ApprovalDesk
-from app.cli.terminal import Terminal
+from app.cli.chat.approvals import ApprovalDesk
+from app.cli.chat.terminal import Terminal
 from app.core.names import IT
 from app.core.setup import ensure_nexus_setup
 from app.it.activities import SampleJiraClient

@@ -30,9 +30,9 @@ from temporalio.worker import Replayer
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult
 from app.agent.workflow import AgentWorkflow
-from app.cli import demo
-from app.cli.demo import PID_FILE, Demo, DemoError
-from app.cli.terminal import Terminal
+from app.cli.chat.terminal import Terminal
+from app.cli.demo import main as demo
+from app.cli.demo.main import PID_FILE, Demo, DemoError
 from app.core.dev_server import find_binary
 from app.core.names import IT, ORCHESTRATOR, Deployment
 from app.core.processes import Child, free_port
@@ -75,9 +75,9 @@ class DemoRun:
 
 
 async def run_demo(state: Path, stdin: str, *args: str, **env: str | None) -> Finished:
-    """`python -m app.cli.demo` with `stdin` piped in and its state in `state`."""
+    """`python -m app.cli.demo.main` with `stdin` piped in and its state in `state`."""
     return await run_program(
-        ["-m", "app.cli.demo", *args],
+        ["-m", "app.cli.demo.main", *args],
         stdin=stdin,
         env=program_env(DEMO_STATE_DIR=str(state), **env),
         timeout=150,
@@ -170,7 +170,7 @@ async def test_the_demo_conversation_replays_without_nondeterminism(first_run: D
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children die with it on Linux")
 async def test_a_killed_demo_takes_everything_it_started_with_it(tmp_path: Path):
     running = await Running.start(
-        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
+        ["-m", "app.cli.demo.main", "--headless", "--port", str(free_port())],
         env=program_env(DEMO_STATE_DIR=str(tmp_path)),
     )
     await running.wait_for_output("Conversation: ", timeout=120)
@@ -509,7 +509,7 @@ async def test_the_prompt_comes_before_the_workers_and_a_message_sent_then_is_an
     tmp_path: Path,
 ):
     running = await Running.start(
-        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
+        ["-m", "app.cli.demo.main", "--headless", "--port", str(free_port())],
         env=program_env(DEMO_STATE_DIR=str(tmp_path)),
     )
     try:
@@ -535,7 +535,7 @@ async def test_the_prompt_comes_before_the_workers_and_a_message_sent_then_is_an
 @pytest.mark.timeout(300)
 async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(tmp_path: Path):
     running = await Running.start(
-        ["-m", "app.cli.demo", "--headless", "--port", str(free_port())],
+        ["-m", "app.cli.demo.main", "--headless", "--port", str(free_port())],
         env=program_env(DEMO_STATE_DIR=str(tmp_path)),
     )
     log = tmp_path / IT.log_name

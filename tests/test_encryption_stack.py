@@ -25,7 +25,7 @@ from temporalio.client import Client, WorkflowHistory, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.llm_client import litellm_module
+from app.agent.llm.client import litellm_module
 from app.agent.models import AgentInput
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow

@@ -23,10 +23,10 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.activities import execute_tool
-from app.agent.endpoints import check_endpoints
 from app.agent.models import AgentInput, EndpointCheck, EndpointCheckResult
-from app.agent.tool_catalog import TOOLS
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.catalog import TOOLS
+from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.names import FINANCE, IT, ORCHESTRATOR

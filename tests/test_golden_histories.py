@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
-from app.agent.activities import execute_tool
 from app.agent.models import AgentConfig, AgentInput
+from app.agent.tools.activity import execute_tool
 from app.agent.workflow import AgentWorkflow
 from app.core.names import AGENT_WORKFLOW_NAME
 from app.it.handler import JiraMetricsWorkflow

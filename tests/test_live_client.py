@@ -21,11 +21,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.llm_client import litellm_module
+from app.agent.llm.client import litellm_module
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
-from app.cli.demo import demo_command
-from app.cli.live import clean
+from app.cli.chat.live import clean
+from app.cli.demo.main import demo_command
 from app.core.names import PROJECT_ROOT
 from tests.stack_processes import program_env, run_program
 

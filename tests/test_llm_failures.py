@@ -26,10 +26,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from app.agent.activities import MAX_REPLY_BYTES, plan_next_action
-from app.agent.llm_client import LLMSettings, litellm_module
+from app.agent.llm.activity import MAX_REPLY_BYTES, plan_next_action
+from app.agent.llm.client import LLMSettings, litellm_module
+from app.agent.llm.errors import MAX_RETRY_AFTER_SECONDS, provider_error
 from app.agent.models import AgentConfig, Message, PlanInput
-from app.agent.provider_errors import MAX_RETRY_AFTER_SECONDS, provider_error
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send
 from tests.fake_providers import (

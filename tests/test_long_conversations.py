@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.agent.models import AgentConfig, AgentInput
 from app.agent.sending import send_message
-from app.agent.tool_catalog import TOOLS
+from app.agent.tools.catalog import TOOLS
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent

@@ -24,9 +24,9 @@ from temporalio.worker import (
     NexusOperationInboundInterceptor,
 )
 
-from app.agent.activities import execute_tool
-from app.agent.endpoints import check_endpoints
 from app.agent.models import AgentConfig, AgentInput
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.names import FINANCE, IT

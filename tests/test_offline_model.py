@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from app.agent import llm_client
-from app.agent.activities import plan_next_action
-from app.agent.llm_client import OFFLINE_MODEL, LLMSettings, choose_model, litellm_module
+from app.agent.llm import client as llm_client
+from app.agent.llm.activity import plan_next_action
+from app.agent.llm.client import OFFLINE_MODEL, LLMSettings, choose_model, litellm_module
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
-from app.agent.tool_catalog import tool_schemas
+from app.agent.tools.catalog import tool_schemas
 
 
 async def plan(messages: list[Message]) -> PlanOutput:
@@ -348,7 +348,7 @@ def test_remembered_token_counts_add_up_to_litellms_count_of_the_whole_prompt(
 ):
     from litellm import token_counter
 
-    from app.agent.offline_tokens import prompt_tokens
+    from app.agent.llm.offline_tokens import prompt_tokens
 
     call = {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}
     messages: list[dict[str, Any]] = [

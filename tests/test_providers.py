@@ -18,11 +18,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from app.agent.activities import SYSTEM_PROMPT, plan_next_action
-from app.agent.llm_client import litellm_module
+from app.agent.llm.activity import SYSTEM_PROMPT, plan_next_action
+from app.agent.llm.client import litellm_module
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
-from app.agent.tool_catalog import TOOLS, tool_schemas
-from app.agent.usage import LLMUsage
+from app.agent.tools.catalog import TOOLS, tool_schemas
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import history, real_agent, send
 from tests.fake_providers import (

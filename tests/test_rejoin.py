@@ -21,9 +21,9 @@ from temporalio.client import Client
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.events import EVENT_TYPE, EVENTS_TOPIC, TurnStarted
-from app.agent.llm_client import litellm_module
-from app.agent.offline_model import CAPABILITIES
+from app.agent.llm.client import litellm_module
+from app.agent.llm.offline_model import CAPABILITIES
+from app.agent.stream.events import EVENT_TYPE, EVENTS_TOPIC, TurnStarted
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.names import PROJECT_ROOT

@@ -25,8 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from app.agent.activities import execute_tool
 from app.agent.models import AgentConfig, AgentInput
+from app.agent.tools.activity import execute_tool
 from app.agent.workflow import AgentWorkflow
 from app.core.sandbox import SandboxedRunner
 from tests.doubles import ScriptedLLM, call, send, tools_then_answer

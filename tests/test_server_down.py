@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from app.cli.session import SILENT_WORKER_HINT_SECONDS
+from app.cli.chat.session import SILENT_WORKER_HINT_SECONDS
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.processes import Child, free_port
 from app.core.setup import ensure_nexus_setup
@@ -54,7 +54,7 @@ async def test_a_server_down_at_start_is_one_line_without_a_resume_hint():
 async def test_the_demo_server_killed_mid_turn_is_named_and_leaving_is_honest(tmp_path: Path):
     port = free_port()
     running = await Running.start(
-        ["-m", "app.cli.demo", "--headless", "--port", str(port)],
+        ["-m", "app.cli.demo.main", "--headless", "--port", str(port)],
         # Each LLM call takes 3 s: the server dies while the turn is in flight.
         env=program_env(DEMO_STATE_DIR=str(tmp_path), OFFLINE_MODEL_LATENCY_MS="3000"),
     )

@@ -19,8 +19,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool, plan_next_action
-from app.agent.events import (
+from app.agent.llm.activity import plan_next_action
+from app.agent.llm.client import OFFLINE_MODEL
+from app.agent.models import AgentConfig, PlanInput, PlanOutput
+from app.agent.stream.activity_side import StreamSettings, TextPublisher
+from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
     AgentEvent,
@@ -33,9 +36,7 @@ from app.agent.events import (
     TurnAnswered,
     TurnStarted,
 )
-from app.agent.llm_client import OFFLINE_MODEL
-from app.agent.models import AgentConfig, PlanInput, PlanOutput
-from app.agent.text_publisher import StreamSettings, TextPublisher
+from app.agent.tools.activity import execute_tool
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import AgentHarness, ScriptedLLM, call, says, tools_then_answer
 

@@ -11,8 +11,8 @@ import uuid
 
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.events import TextDelta, ToolCallFinished, TurnAnswered
 from app.agent.models import AgentInput
+from app.agent.stream.events import TextDelta, ToolCallFinished, TurnAnswered
 from app.agent.workflow import AgentWorkflow
 from app.core.setup import ensure_nexus_setup
 from tests.test_nexus import RecordNamespaces, handler_workers, orchestrator

@@ -20,7 +20,8 @@ from rich.console import Console
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.events import (
+from app.agent.llm.client import LLMSettings, complete, litellm_module, response_usage
+from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
     AgentEvent,
@@ -31,10 +32,9 @@ from app.agent.events import (
     TurnAnswered,
     TurnStarted,
 )
-from app.agent.llm_client import LLMSettings, complete, litellm_module, response_usage
-from app.agent.tool_catalog import tool_schemas
+from app.agent.tools.catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
-from app.cli.live import LiveView
+from app.cli.chat.live import LiveView
 from tests.doubles import real_agent, send
 from tests.fake_providers import (
     WIRES,

@@ -20,9 +20,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool
 from app.agent.models import AgentConfig, Message, PlanInput, PlanOutput, ToolRequest
-from app.agent.tool_catalog import TOOLS
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.catalog import TOOLS
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import AgentHarness, ScriptedLLM, asks, call, history, says, send
 

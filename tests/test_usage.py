@@ -22,20 +22,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 import orchestrator_worker
-from app.agent.activities import plan_next_action
-from app.agent.llm_client import OFFLINE_MODEL, litellm_module
-from app.agent.models import AgentConfig, Message, PlanInput
-from app.agent.tool_catalog import tool_schemas
-from app.agent.usage import (
+from app.agent.llm.activity import plan_next_action
+from app.agent.llm.client import OFFLINE_MODEL, litellm_module
+from app.agent.llm.usage import (
     RECENT_TURNS,
     ConversationUsage,
     LLMUsage,
     TurnUsage,
     UsageTotals,
 )
+from app.agent.models import AgentConfig, Message, PlanInput
+from app.agent.tools.catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
-from app.cli.session import ChatSession
-from app.cli.terminal import Terminal
+from app.cli.chat.session import ChatSession
+from app.cli.chat.terminal import Terminal
 from app.core.dev_server import find_binary
 from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, PROJECT_ROOT
 from app.core.setup import (

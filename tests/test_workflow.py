@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool
 from app.agent.models import (
     AgentConfig,
     Message,
@@ -26,6 +25,7 @@ from app.agent.models import (
     ToolRequest,
     ToolResult,
 )
+from app.agent.tools.activity import execute_tool
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import (
     AgentHarness,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from app.agent.usage import ConversationUsage, LLMUsage, UsageTotals
+from app.agent.llm.usage import ConversationUsage, LLMUsage, UsageTotals
 
 
 class ToolCall(BaseModel):

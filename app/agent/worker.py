@@ -13,9 +13,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool, plan_next_action
-from app.agent.endpoints import EndpointsMissing, check_endpoints, require_endpoints
-from app.agent.llm_client import LLMSettings, ModelChoice, announce_worker_model, choose_model
+from app.agent.llm.activity import plan_next_action
+from app.agent.llm.client import LLMSettings, ModelChoice, announce_worker_model, choose_model
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.endpoints import EndpointsMissing, check_endpoints, require_endpoints
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 from app.core.sandbox import SandboxedRunner
@@ -57,7 +58,7 @@ def prepare_model() -> ModelChoice:
     choice = choose_model()
     announce_worker_model(choice.describe())
     if choice.is_offline:
-        from app.agent.offline_tokens import load_tokenizer
+        from app.agent.llm.offline_tokens import load_tokenizer
 
         load_tokenizer()
     return choice

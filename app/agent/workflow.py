@@ -1,18 +1,13 @@
 """The orchestrator: a durable, multi-turn agent loop as a Temporal workflow.
 
 Each user message arrives as the Update `send_message` and runs one turn: a hand-written `while`
-loop that asks the LLM for the next action (`plan_next_action`), runs the tools it asks for (local
-tools through `execute_tool`, remote tools through Nexus endpoints, several at once when the LLM
-asks for several), feeds the results back, and stops when the LLM answers or the turn reaches one
-of its bounds (steps, tool calls per step, bytes). The workflow keeps the conversation history
-itself; turns are served one at a time in arrival order. A run that is full (turns, history bytes
-or events, or the server's suggestion) refuses new messages with `ConversationRunFull`, answers
-the ones it accepted, and continues as new; senders retry against the new run with the same
-Update id, and the answers of recent Update ids are carried along so a retry is never run twice.
-A tool that requires approval waits for a person's decision (the Update `decide_tool_call`; see
-`approvals.py`) before it runs.
-It also counts what each turn cost (tokens and dollars, `get_usage`), publishes the totals as
-search attributes, and stops calling the LLM when the conversation's budget is spent.
+loop that asks the LLM for the next action (`plan_next_action`, in `llm/`), runs the tools it asks
+for (`tools/`: local tools through `execute_tool`, remote tools through Nexus, several at once),
+feeds the results back, and stops when the LLM answers or the turn reaches one of its bounds. The
+workflow keeps the conversation itself and serves turns one at a time in arrival order. A run that
+is full refuses new messages with `ConversationRunFull`, answers the ones it accepted, and
+continues as new; senders retry with the same Update id, and recent answers are carried along so
+a retry never runs twice. Approvals wait for `decide_tool_call`; costs are kept (`get_usage`).
 """
 
 from __future__ import annotations
@@ -26,11 +21,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.activities import plan_next_action
-    from app.agent.approvals import Approvals, PendingApprovals, ToolDecision, ToolDecisionResult
     from app.agent.conversation import plan_input_bytes, planner_window
-    from app.agent.event_stream import ConversationEvents
-    from app.agent.llm_client import worker_model
+    from app.agent.llm.activity import plan_next_action
+    from app.agent.llm.client import worker_model
+    from app.agent.llm.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
     from app.agent.models import (
         AgentInput,
         AgentResult,
@@ -42,8 +36,14 @@ with workflow.unsafe.imports_passed_through():
         PlanOutput,
         utf8_size,
     )
-    from app.agent.tool_runner import ToolRunner, TurnSpending, describe_call, timeout_type
-    from app.agent.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
+    from app.agent.stream.workflow_side import ConversationEvents
+    from app.agent.tools.approvals import (
+        Approvals,
+        PendingApprovals,
+        ToolDecision,
+        ToolDecisionResult,
+    )
+    from app.agent.tools.runner import ToolRunner, TurnSpending, describe_call, timeout_type
     from app.core.errors import failure_message
     from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, AGENT_WORKFLOW_NAME
 

@@ -35,9 +35,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from app.agent.activities import execute_tool
-from app.agent.approvals import ToolDecision
-from app.agent.endpoints import check_endpoints
 from app.agent.models import (
     AgentConfig,
     AgentInput,
@@ -47,6 +44,9 @@ from app.agent.models import (
     PlanOutput,
     ToolCall,
 )
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.approvals import ToolDecision
+from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary

@@ -11,10 +11,10 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from app.agent.usage import ConversationUsage, TurnUsage
+from app.agent.llm.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
-from app.cli.live import QUERY_TIMEOUT, clean
-from app.cli.terminal import Terminal, format_history
+from app.cli.chat.live import QUERY_TIMEOUT, clean
+from app.cli.chat.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
 

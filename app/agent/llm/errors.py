@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from app.agent.llm_client import LLMSettings, litellm_module, redact
+from app.agent.llm.client import LLMSettings, litellm_module, redact
 
 # A provider that asks for a longer pause (a spent daily quota, say) would hold the turn for
 # nothing: the user is told instead.

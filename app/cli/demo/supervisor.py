@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from app.agent.llm_client import READY_TEXT
-from app.cli.progress import DemoError, shown_path
+from app.agent.llm.client import READY_TEXT
+from app.cli.demo.progress import DemoError, shown_path
 from app.core.names import ORCHESTRATOR, Deployment
 from app.core.processes import Child, is_polling
 

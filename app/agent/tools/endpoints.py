@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from app.agent.models import EndpointCheck, EndpointCheckResult
-from app.agent.tool_catalog import TOOLS
+from app.agent.tools.catalog import TOOLS
 
 SETUP_COMMAND = "uv run python -m app.core.setup"
 

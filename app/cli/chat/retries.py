@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from app.agent.models import AgentResult
 from app.agent.sending import is_run_full
 from app.agent.workflow import AgentWorkflow
-from app.cli.terminal import Terminal
+from app.cli.chat.terminal import Terminal
 from app.core.connection import one_line
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR

@@ -1,6 +1,6 @@
-"""The orchestrator's activities: `plan_next_action` (an LLM call) and `execute_tool` (local tools).
+"""The planning activity, `plan_next_action`: one LLM call through LiteLLM.
 
-All I/O of the agent loop lives here, outside the deterministic workflow. `plan_next_action`
+It lives outside the deterministic workflow, as all I/O of the agent loop does. It
 makes one LiteLLM call with native tool calling and no LiteLLM retries: Temporal's retry policy
 owns retries, so every attempt is visible in the event history. Failures that cannot succeed on
 a retry (see `provider_errors`, plus an empty or oversized reply) become non-retryable
@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from app.agent.llm_client import (
+from app.agent.llm.client import (
     BudgetSettings,
     LLMSettings,
     candidate_models,
@@ -29,19 +29,15 @@ from app.agent.llm_client import (
     litellm_ready,
     response_usage,
 )
+from app.agent.llm.errors import provider_error
 from app.agent.models import (
     Message,
     PlanInput,
     PlanOutput,
     ToolCall,
-    ToolRequest,
-    ToolResult,
-    cap_text,
 )
-from app.agent.provider_errors import provider_error
-from app.agent.text_publisher import TextPublisher
-from app.agent.tool_catalog import TOOLS, tool_schemas
-from app.core.tool_errors import InvalidToolArguments
+from app.agent.stream.activity_side import TextPublisher
+from app.agent.tools.catalog import tool_schemas
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant with tools. Use a tool whenever it can answer part of the "
@@ -198,24 +194,3 @@ def worker_budget_refusal(input: PlanInput) -> str | None:
     except ValueError as err:
         raise ApplicationError(str(err), type="BadBudgetSetting", non_retryable=True) from None
     return budget.refusal(input.spent)
-
-
-def run_local_tool(name: str, arguments_json: str) -> str:
-    """Run the local tool `name` on its JSON arguments; raises InvalidToolArguments."""
-    tool = TOOLS.get(name)
-    if tool is None or tool.function is None:
-        raise InvalidToolArguments(f"there is no local tool named {name!r}")
-    return tool.function(tool.input_model.model_validate_json(arguments_json))
-
-
-@activity.defn
-async def execute_tool(request: ToolRequest) -> ToolResult:
-    """Run a local tool; a bad argument becomes an error result the LLM can read."""
-    try:
-        content = run_local_tool(request.name, request.arguments)
-    except ValueError as err:  # InvalidToolArguments and pydantic's ValidationError
-        # Errors echo their input (a huge expression, say): they are capped like results.
-        return ToolResult(
-            content=cap_text(f"Error: {err}", request.max_result_chars), is_error=True
-        )
-    return ToolResult(content=cap_text(content, request.max_result_chars))

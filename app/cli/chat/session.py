@@ -1,11 +1,11 @@
 """One user's chat with one conversation: start or attach, send each line, print the answer.
 
-Each message is the Update `send_message` with an Update id of its own, so a retried send never
-runs a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow
-Stream (`app.cli.live`), and long silences are explained (`app.cli.silence`). On a terminal each
+Each message is the Update `send_message` with an Update id of its own, so a retried send never runs
+a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow Stream
+(`app.cli.chat.live`), and long silences are explained (`app.cli.chat.silence`). On a terminal each
 answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
-`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable
-with `--conversation-id` until `/end`, and a chat that attaches while a turn runs (the client was
+`You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable with
+`--conversation-id` until `/end`, and a chat that attaches while a turn runs (the client was
 restarted mid-turn) shows that turn from its start, then its answer.
 """
 
@@ -21,11 +21,11 @@ from temporalio.service import RPCError
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
-from app.cli.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
-from app.cli.live import LiveView, follow_turn, turn_in_progress, wait_briefly
-from app.cli.lookup import State, attach_problem, leaving_line, look_up, server_answers
-from app.cli.reports import show_history, show_turn_usage, show_usage
-from app.cli.retries import (
+from app.cli.chat.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
+from app.cli.chat.live import LiveView, follow_turn, turn_in_progress, wait_briefly
+from app.cli.chat.lookup import State, attach_problem, leaving_line, look_up, server_answers
+from app.cli.chat.reports import show_history, show_turn_usage, show_usage
+from app.cli.chat.retries import (
     ChatError,
     ConversationClosed,
     FatalChatError,
@@ -37,8 +37,8 @@ from app.cli.retries import (
     rpc_problem,
     slow_acceptance_hint,
 )
-from app.cli.silence import TurnInFlight, watch_silence
-from app.cli.terminal import Terminal, indent_answer, workflow_link
+from app.cli.chat.silence import TurnInFlight, watch_silence
+from app.cli.chat.terminal import Terminal, indent_answer, workflow_link
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling

@@ -1,10 +1,10 @@
 """The conversation's Workflow Stream, as the agent workflow publishes to it.
 
 `ConversationEvents` owns the workflow's `WorkflowStream` (experimental in temporalio 1.35): it
-publishes the turn's progress events (`app.agent.events`) on one topic, keeps the log short (at
-the start of each turn it drops the events of turns before the previous one, so the log and the
-state carried across continue-as-new do not grow with the conversation), and hands its state to
-the next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text.
+publishes the turn's progress events (`app.agent.stream.events`) on one topic, keeps the log short
+(at the start of each turn it drops the events of turns before the previous one, so the log and the
+state carried across continue-as-new do not grow with the conversation), and hands its state to the
+next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from temporalio import workflow
 from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.events import (
+    from app.agent.models import AgentStatus
+    from app.agent.stream.events import (
         EVENT_TYPE,
         EVENTS_TOPIC,
         PlanningStep,
@@ -22,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         TurnAnswered,
         TurnStarted,
     )
-    from app.agent.models import AgentStatus
 
 
 class ConversationEvents:

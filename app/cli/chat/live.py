@@ -29,7 +29,8 @@ from rich.text import Text
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
-from app.agent.events import (
+from app.agent.models import AgentResult
+from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
     AgentEvent,
@@ -41,7 +42,6 @@ from app.agent.events import (
     ToolCallStarted,
     TurnAnswered,
 )
-from app.agent.models import AgentResult
 from app.agent.workflow import AgentWorkflow
 from app.core.connection import one_line
 

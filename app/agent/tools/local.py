@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.agent.calculator import CalculatorError, evaluate, format_result
+from app.agent.tools.calculator import CalculatorError, evaluate, format_result
 from app.core.tool_errors import InvalidToolArguments
 
 

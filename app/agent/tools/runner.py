@@ -21,10 +21,6 @@ from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutErr
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from app.agent.activities import execute_tool
-    from app.agent.approvals import Approvals
-    from app.agent.endpoints import SETUP_COMMAND, check_endpoints
-    from app.agent.event_stream import ConversationEvents
     from app.agent.models import (
         AgentConfig,
         EndpointCheck,
@@ -35,7 +31,11 @@ with workflow.unsafe.imports_passed_through():
         cap_text,
         utf8_size,
     )
-    from app.agent.tool_catalog import TOOLS, Tool
+    from app.agent.stream.workflow_side import ConversationEvents
+    from app.agent.tools.activity import execute_tool
+    from app.agent.tools.approvals import Approvals
+    from app.agent.tools.catalog import TOOLS, Tool
+    from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
     from app.core.errors import failure_message
 
 

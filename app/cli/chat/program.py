@@ -15,9 +15,9 @@ from typing import Any
 
 from temporalio.client import Client
 
-from app.cli.retries import FatalChatError
-from app.cli.session import ChatSession
-from app.cli.terminal import Terminal, quiet_sdk_logs, web_ui_for
+from app.cli.chat.retries import FatalChatError
+from app.cli.chat.session import ChatSession
+from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem, connect_or_explain
 from app.core.names import ORCHESTRATOR

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.agent.models import AgentStatus
-from app.cli.live import LiveView
-from app.cli.retries import silent_workflow_hint
-from app.cli.terminal import Terminal
+from app.cli.chat.live import LiveView
+from app.cli.chat.retries import silent_workflow_hint
+from app.cli.chat.terminal import Terminal
 
 # How often the watch checks how long the turn has been quiet.
 SILENCE_CHECK_SECONDS = 0.5

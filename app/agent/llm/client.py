@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from app.agent.usage import LLMUsage, UsageTotals, budget_refusal
+from app.agent.llm.usage import LLMUsage, UsageTotals, budget_refusal
 from app.core.config import load_env
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
 
-    from app.agent.offline_model import OfflineAgentLLM
+    from app.agent.llm.offline_model import OfflineAgentLLM
 
 # Switch models here (or with LLM_MODEL); any LiteLLM model string works.
 DEFAULT_MODEL = "openai/gpt-4o-mini"
@@ -167,7 +167,7 @@ async def litellm_ready() -> Any:
 @functools.cache
 def offline_model() -> OfflineAgentLLM:
     """The offline model's LiteLLM handler (importing it imports LiteLLM)."""
-    from app.agent.offline_model import OfflineAgentLLM
+    from app.agent.llm.offline_model import OfflineAgentLLM
 
     return OfflineAgentLLM()
 

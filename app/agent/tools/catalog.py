@@ -19,7 +19,7 @@ from typing import Any
 import nexusrpc
 from pydantic import BaseModel
 
-from app.agent.local_tools import CalculatorInput, EchoInput, calculator, echo
+from app.agent.tools.local import CalculatorInput, EchoInput, calculator, echo
 from app.core.names import FINANCE, IT
 from app.finance.service import CalculateRoiInput, FinanceService, StockPriceInput
 from app.it.service import CreateJiraIssueInput, GetIpInput, ITService, JiraMetricsInput

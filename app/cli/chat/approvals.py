@@ -25,11 +25,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from app.agent.approvals import PendingApproval, ToolDecision, describe_call
 from app.agent.models import AgentResult
+from app.agent.tools.approvals import PendingApproval, ToolDecision, describe_call
 from app.agent.workflow import AgentWorkflow
-from app.cli.live import QUERY_TIMEOUT
-from app.cli.terminal import Terminal, indent_answer
+from app.cli.chat.live import QUERY_TIMEOUT
+from app.cli.chat.terminal import Terminal, indent_answer
 from app.core.connection import one_line
 from app.core.errors import failure_message
 

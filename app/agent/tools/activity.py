@@ -1,0 +1,34 @@
+"""The local-tool activity, `execute_tool`: runs the catalog's local tools on the LLM's arguments.
+
+A bad argument is not a failure of the activity: it becomes an error result the LLM reads, so
+the model can correct itself on its next step.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from app.agent.models import ToolRequest, ToolResult, cap_text
+from app.agent.tools.catalog import TOOLS
+from app.core.tool_errors import InvalidToolArguments
+
+
+def run_local_tool(name: str, arguments_json: str) -> str:
+    """Run the local tool `name` on its JSON arguments; raises InvalidToolArguments."""
+    tool = TOOLS.get(name)
+    if tool is None or tool.function is None:
+        raise InvalidToolArguments(f"there is no local tool named {name!r}")
+    return tool.function(tool.input_model.model_validate_json(arguments_json))
+
+
+@activity.defn
+async def execute_tool(request: ToolRequest) -> ToolResult:
+    """Run a local tool; a bad argument becomes an error result the LLM can read."""
+    try:
+        content = run_local_tool(request.name, request.arguments)
+    except ValueError as err:  # InvalidToolArguments and pydantic's ValidationError
+        # Errors echo their input (a huge expression, say): they are capped like results.
+        return ToolResult(
+            content=cap_text(f"Error: {err}", request.max_result_chars), is_error=True
+        )
+    return ToolResult(content=cap_text(content, request.max_result_chars))
