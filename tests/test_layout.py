@@ -111,7 +111,7 @@ def test_the_checks_find_imports_wherever_they_are_written():
         "from . import service\n"
         "from ..agent.workflow import AgentWorkflow\n"
         "def f():\n"
-        "    import app.cli.chat\n"
+        "    import app.cli.chat.program\n"
         "with ctx():\n"
         "    from app.finance.handler import X\n"
     )
