@@ -83,6 +83,27 @@ class ToolCallFinished(BaseModel):
     error: str | None = None
 
 
+class ApprovalRequested(BaseModel):
+    """A tool call waits for a person's decision; a decision must name `approval_id` and
+    `digest` (a hash of the tool and its arguments), so it can only approve what was shown."""
+
+    kind: Literal["approval_requested"] = "approval_requested"
+    turn_id: str
+    approval_id: str
+    tool: str
+    arguments: str
+    digest: str
+
+
+class ApprovalDecided(BaseModel):
+    """The wait for `approval_id` ended: approved, denied, or timed out with nobody deciding."""
+
+    kind: Literal["approval_decided"] = "approval_decided"
+    turn_id: str
+    approval_id: str
+    outcome: Literal["approved", "denied", "timed_out"]
+
+
 class TurnAnswered(BaseModel):
     """The turn's answer (also the Update's result) and the model that wrote it."""
 
@@ -100,6 +121,8 @@ AgentEvent = Annotated[
     | LLMAttemptFailed
     | ToolCallStarted
     | ToolCallFinished
+    | ApprovalRequested
+    | ApprovalDecided
     | TurnAnswered,
     Field(discriminator="kind"),
 ]
