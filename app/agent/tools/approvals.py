@@ -12,6 +12,7 @@ current details. The models and `describe_call` are shared with the chat client.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
@@ -34,6 +35,10 @@ class ToolDecision(BaseModel):
     call_id: str
     approve: bool
     note: str = ""
+    # What the person saw: the workflow's approval id and `call_digest` of the call. Defaults keep
+    # decisions recorded before these fields existed readable on replay.
+    approval_id: str = ""
+    digest: str = ""
 
 
 class ToolDecisionResult(BaseModel):
@@ -50,6 +55,8 @@ class PendingApproval(BaseModel):
     call_id: str
     tool: str
     arguments: dict[str, Any] = Field(description="The validated arguments the call will run with.")
+    approval_id: str = ""
+    digest: str = ""
     asked_at: datetime
     expires_at: datetime = Field(description="When the call counts as denied without a decision.")
 
@@ -58,6 +65,12 @@ class PendingApprovals(BaseModel):
     """The output of the `get_pending_approvals` query, oldest call first."""
 
     calls: list[PendingApproval] = Field(default_factory=list)
+
+
+def call_digest(tool: str, arguments: dict[str, Any]) -> str:
+    """A short hash of a tool call, so a decision can name exactly the call it was shown."""
+    canonical = json.dumps([tool, arguments], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def describe_call(tool: str, arguments: dict[str, Any], limit: int = 200) -> str:
