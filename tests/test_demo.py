@@ -37,8 +37,8 @@ from app.core.dev_server import find_binary
 from app.core.names import IT, ORCHESTRATOR, Deployment
 from app.core.processes import Child, free_port
 from app.core.setup import ensure_nexus_setup
-from app.finance.activities import SampleMarketData
-from app.it.activities import host_addresses
+from app.finance.market_data import SampleMarketData
+from app.it.activities import get_host_addresses
 from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
@@ -120,10 +120,11 @@ async def test_the_demo_answers_the_four_questions_and_stops_everything(first_ru
 
     assert result.returncode == 0, result.stderr
     price = (await SampleMarketData().quote("AAPL")).price
+    host = get_host_addresses()
     answers = result.lines("Agent: ")
     assert answers[:3] == [
         "Agent: 15 * 23 = 345",
-        f"Agent: Your IP address is {host_addresses().ip} (host {host_addresses().hostname}).",
+        f"Agent: Your IP address is {host.ip} (host {host.hostname}).",
         f"Agent: AAPL is at ${price:,.2f}, from sample data (no market feed configured).",
     ]
     assert len(answers) == 4 and "grows to $16,288.95" in answers[3]
@@ -558,8 +559,9 @@ async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(tmp_pat
         running.kill()
 
     assert result.returncode == 0, result.stderr
+    host = get_host_addresses()
     assert result.lines("Agent: ") == [
-        f"Agent: Your IP address is {host_addresses().ip} (host {host_addresses().hostname})."
+        f"Agent: Your IP address is {host.ip} (host {host.hostname})."
     ]
     notices = [line for line in result.stderr.splitlines() if line.startswith("demo: ")]
     assert notices == [stopped + "restarting it"] * 2 + [

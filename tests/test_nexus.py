@@ -31,9 +31,9 @@ from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.names import FINANCE, IT
 from app.core.setup import ensure_nexus_setup
-from app.finance.activities import SampleMarketData
+from app.finance.market_data import SampleMarketData
 from app.finance.worker import finance_worker
-from app.it.activities import host_addresses
+from app.it.activities import get_host_addresses
 from app.it.worker import it_worker
 from tests.conftest import client_for
 from tests.doubles import ScriptedLLM, call, send, tools_then_answer
@@ -121,7 +121,7 @@ async def test_conversation_uses_all_four_remote_tools_across_namespaces(
     assert answers[0] == f"AAPL is at ${price:,.2f}, from sample data (no market feed configured)."
     assert (
         answers[1]
-        == f"Your IP address is {host_addresses().ip} (host {host_addresses().hostname})."
+        == f"Your IP address is {get_host_addresses().ip} (host {get_host_addresses().hostname})."
     )
     assert "grows to $16,288.95: a gain of $6,288.95, ROI 62.89%." in answers[2]
     assert answers[3].startswith("Project PROJ: ")

@@ -45,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
     from app.core.names import FINANCE, IT, PROJECT_ROOT
     from app.core.setup import cli_commands, ensure_nexus_setup
     from app.core.tool_errors import InvalidToolArguments
-    from app.finance.activities import SampleMarketData, compute_roi, ticker_symbol
+    from app.finance.market_data import SampleMarketData, ticker_symbol
+    from app.finance.roi import compute_roi
     from app.finance.service import (
         CalculateRoiInput,
         CalculateRoiOutput,

@@ -79,7 +79,6 @@ def test_error_results_of_local_tools_are_capped():
         max_result_chars=1_000,
     )
     result = asyncio.run(execute_tool(request))
-    assert result.is_error
     assert result.content.startswith("Error: cannot calculate '1+1+1+")
     assert result.content.endswith(" more characters cut]")
     assert len(result.content) < 1_100

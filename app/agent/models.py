@@ -224,10 +224,9 @@ class ToolRequest(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """Output of `execute_tool`: text for the LLM, and whether it reports a failure."""
+    """Output of `execute_tool`: the text the LLM reads (a failure starts with "Error:")."""
 
     content: str
-    is_error: bool = False
 
 
 def cap_text(text: str, limit: int) -> str:

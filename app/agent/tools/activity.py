@@ -28,7 +28,5 @@ async def execute_tool(request: ToolRequest) -> ToolResult:
         content = run_local_tool(request.name, request.arguments)
     except ValueError as err:  # InvalidToolArguments and pydantic's ValidationError
         # Errors echo their input (a huge expression, say): they are capped like results.
-        return ToolResult(
-            content=cap_text(f"Error: {err}", request.max_result_chars), is_error=True
-        )
+        return ToolResult(content=cap_text(f"Error: {err}", request.max_result_chars))
     return ToolResult(content=cap_text(content, request.max_result_chars))
