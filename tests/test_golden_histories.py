@@ -5,7 +5,7 @@ by `uv run python -m tests.histories.record`. A conversation stays open for days
 running new code will replay histories written by old code: a change that does not replay them
 would fail every running conversation's next workflow task. These tests replay each one with
 today's `AgentWorkflow` (and the IT team's `JiraMetricsWorkflow`), show that an unguarded change
-to the loop is caught, and walk the patch path of the README's "Changing the agent loop safely":
+to the loop is caught, and walk the patch path of `docs/versioning.md`:
 a change behind `workflow.patched` replays the old histories and takes the new branch in new
 runs, and its later `deprecate_patch` clean-up replays those new runs.
 """
@@ -40,7 +40,7 @@ from tests.doubles import ScriptedLLM, history, says, send
 from tests.histories.record import HISTORIES, RECORDINGS
 
 # The newest recording at the top, and older generations kept in folders (one per patch that
-# is still live, see the README) below it: all of them must replay.
+# is still live, see docs/versioning.md) below it: all of them must replay.
 GOLDEN = sorted(HISTORIES.rglob("*.json"))
 NEWEST = sorted(HISTORIES.glob("*.json"))
 
