@@ -173,6 +173,7 @@ async def test_the_it_side_retries_its_activity_and_still_creates_the_issue_once
     assert attempts == [2]  # the history records the last attempt that started
 
 
+@pytest.mark.e2e  # the temporal CLI
 async def test_the_wait_survives_an_orchestrator_restart_and_the_cli_can_decide(
     nexus_ready: WorkflowEnvironment, jira: SampleJiraClient
 ):

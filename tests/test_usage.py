@@ -313,6 +313,7 @@ async def listed(client: Client, query: str, workflow_id: str) -> bool:
     return False
 
 
+@pytest.mark.e2e  # the temporal CLI
 async def test_done_when_usage_list_query_and_the_operators_budget(
     dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
@@ -391,6 +392,7 @@ def test_the_docs_give_the_search_attribute_commands_setup_uses():
     assert tcld_command() in docs["cost.md"]  # Temporal Cloud
 
 
+@pytest.mark.e2e  # a dev server of its own, and the temporal CLI
 async def test_the_search_attribute_cli_commands_register_them_on_a_bare_dev_server():
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=find_binary("temporal"))
     temporal = find_binary("temporal")
@@ -411,6 +413,7 @@ async def test_the_search_attribute_cli_commands_register_them_on_a_bare_dev_ser
         await env.shutdown()
 
 
+@pytest.mark.e2e  # a dev server of its own
 async def test_the_orchestrator_worker_refuses_a_namespace_without_the_search_attributes():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
