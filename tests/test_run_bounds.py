@@ -9,7 +9,6 @@ continue-as-new suggestion, the byte budget, and two senders of near-limit messa
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -247,10 +246,13 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     llm = ScriptedLLM(lambda messages: says(f"answer to {(messages[-1].content or '')[:12]}"))
     harness = AgentHarness(dev_env, llm, config)
     sent: dict[str, list[str]] = {}
+    # The senders stop once the conversation has moved to a third run: two continue-as-new with
+    # messages in flight, the moments a run could overfill.
+    enough = asyncio.Event()
 
-    async def sender(name: str, until: float) -> None:
+    async def sender(name: str) -> None:
         i = 0
-        while time.monotonic() < until:
+        while not enough.is_set():
             update_id = f"{name}-{i}"
             text = f"{name}-{i:05d} ".ljust(31_900, "x")
             answer = await send_message(handle, text, update_id=update_id)
@@ -258,13 +260,19 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
             assert answer == f"answer to {text[:12]}", (update_id, answer)
             i += 1
 
+    async def watch_runs() -> None:
+        run_ids: set[str] = set()
+        while len(run_ids) < 3:
+            run_ids.add((await harness.client.get_workflow_handle(handle.id).describe()).run_id)
+            await asyncio.sleep(0.1)
+        enough.set()
+
     async with harness.worker():
         handle = await harness.start()
-        until = time.monotonic() + 30
-        # Each sender keeps three messages in flight, so the run always has turns queued: a run
-        # that waited for an empty queue would never continue as new.
+        # Six senders keep the run's queue busy: a run that waited for an empty queue would never
+        # continue as new.
         await asyncio.gather(
-            *(sender(name, until) for name in ("a1", "a2", "a3", "b1", "b2", "b3"))
+            watch_runs(), *(sender(name) for name in ("a1", "a2", "a3", "b1", "b2", "b3"))
         )
         runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
         latest = await harness.client.get_workflow_handle(handle.id).describe()
@@ -272,7 +280,7 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     answered = Counter(update_id for run in runs for update_id in run.answers)
     biggest = max(run.history_bytes for run in runs)
     print(
-        f"\n{len(sent)} messages in 30 s over {len(runs)} runs; turns per run "
+        f"\n{len(sent)} messages over {len(runs)} runs; turns per run "
         f"{[run.accepted for run in runs]}; biggest run {biggest:,} bytes"
     )
     assert latest.status == WorkflowExecutionStatus.RUNNING
@@ -283,4 +291,4 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     assert all(len(answers) == 1 for answers in sent.values())
     assert answered == Counter(set(sent))
     assert status.turns == len(sent)
-    assert len(runs) >= 2
+    assert len(runs) >= 3
