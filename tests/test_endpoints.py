@@ -8,7 +8,6 @@ and that an endpoint deleted while the worker runs makes its tools answer "unava
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -108,12 +107,9 @@ async def test_a_deleted_endpoint_makes_its_tools_unavailable_and_the_turn_answe
         handle = await client.start_workflow(
             AgentWorkflow.run, AgentInput(), id=f"vanished-{uuid.uuid4()}", task_queue=task_queue
         )
-        started = time.monotonic()
         answer = await send(handle, "What is my IP address?")
-        elapsed = time.monotonic() - started
         events = (await handle.fetch_history()).events
     assert answer == UNAVAILABLE.format(name=vanishing_endpoint)
-    assert elapsed < 5
     assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
 
 
@@ -142,15 +138,11 @@ async def test_an_endpoint_deleted_between_the_check_and_the_call_is_checked_aga
         handle = await client.start_workflow(
             AgentWorkflow.run, AgentInput(), id=f"vanishing-{uuid.uuid4()}", task_queue=task_queue
         )
-        started = time.monotonic()
         answer = await send(handle, "What is my IP address?")
-        elapsed = time.monotonic() - started
         events = (await handle.fetch_history()).events
     failed = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-    print(f"\nanswered after {elapsed:.2f} s, {len(failed)} failed workflow task(s)")
     assert answer == UNAVAILABLE.format(name=vanishing_endpoint)
     assert len(checks) == 2
     assert [e.workflow_task_failed_event_attributes.cause for e in failed] == [
         WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES
     ]
-    assert elapsed < 15
