@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -677,24 +676,24 @@ async def test_a_model_that_always_asks_for_tools_is_stopped_by_the_step_bound(
         ),
     ],
 )
-async def test_a_refusal_reaches_the_user_in_under_5_seconds(
+async def test_a_refusal_reaches_the_user_without_a_retry(
     failure: Reply, summary: str, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
-    # The dev server and the default retry policy (1 s doubling, 8 attempts): real time.
+    # The dev server and the default retry policy (1 s doubling, 8 attempts). A retry would have
+    # been answered "fixed", so the refusal in the answer and two requests in all show there was
+    # none, whatever the machine's load.
     wire = OPENAI
     async with FakeProvider(InOrder([failure, wire.text("fixed")]), wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
         async with real_agent(dev_env) as handle:
             await send(handle, "warm up")  # LiteLLM's first import is not the point here
-            server.script = InOrder([failure, wire.text("fixed")])
-            started = time.monotonic()
+            script = server.script = InOrder([failure, wire.text("fixed")])
             answer = await send(handle, "hello")
-            seconds = time.monotonic() - started
             next_answer = await send(handle, "and now?")
 
     assert answer.startswith(f"{SORRY}{summary}")
-    assert seconds < 5
     assert next_answer == "fixed"
+    assert script.played == 2
 
 
 async def test_a_missing_key_is_not_retried_and_says_which_variable_to_set(
