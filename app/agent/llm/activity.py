@@ -25,11 +25,12 @@ from app.agent.llm.client import (
     LLMSettings,
     candidate_models,
     complete,
+    is_json_object,
     litellm_module,
     litellm_ready,
     response_usage,
 )
-from app.agent.llm.errors import provider_error
+from app.agent.llm.errors import is_context_window, provider_error
 from app.agent.models import (
     Message,
     PlanInput,
@@ -53,17 +54,22 @@ MAX_REPLY_BYTES = 256 * 1024
 
 
 def fit_to_context(
-    models: list[str], messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    models: list[str],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    unknown_limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Drop the oldest whole turns until the prompt fits the input context of every model in
-    `models` (the one that will be called and its fallbacks: any of them may answer)."""
+    `models` (the one that will be called and its fallbacks: any of them may answer).
+    `unknown_limit` (LLM_MAX_INPUT_TOKENS) is the context of models LiteLLM does not know."""
     litellm = litellm_module()
     limits: list[tuple[int, str]] = []
     for model in models:
         try:
             limit = litellm.get_model_info(model).get("max_input_tokens")
         except Exception:  # models LiteLLM has no data for (local and custom ones)
-            continue
+            limit = None
+        limit = limit or unknown_limit
         if limit:
             limits.append((int(limit), model))
     if not limits:
@@ -83,6 +89,20 @@ def fit_to_context(
             return window
     # Even the current turn alone is too long: let the provider say so (context window error).
     return system + messages[starts[-1] :] if starts else messages
+
+
+def drop_oldest_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The system prompt and the newest whole turns in at most half the characters of
+    `messages` (the current turn always), or None when there is no older turn to drop."""
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if len(starts) < 2:
+        return None
+    system, budget = messages[:1], len(json.dumps(messages)) // 2
+    for start in starts[1:]:
+        window = system + messages[start:]
+        if len(json.dumps(window)) <= budget:
+            return window
+    return system + messages[starts[-1] :]
 
 
 @contextlib.asynccontextmanager
@@ -133,9 +153,28 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 await litellm_ready()
                 # Trim for the models that may answer: the offline model when the configured one
                 # has no key, and the fallbacks.
-                messages = fit_to_context(candidate_models(settings), messages, tools)
+                models = candidate_models(settings)
+                messages = fit_to_context(models, messages, tools, settings.max_input_tokens)
                 on_text = publisher.text if publisher.streams_text else None
-                response, model = await complete(messages, tools, settings, on_text)
+                try:
+                    response, model = await complete(
+                        messages, tools, settings, on_text, publisher.restart
+                    )
+                except Exception as err:
+                    # The provider knows its context best (a local server's n_ctx): with the
+                    # oldest turns dropped, the conversation can go on instead of staying stuck.
+                    shorter = drop_oldest_turns(messages) if is_context_window(err) else None
+                    if shorter is None:
+                        raise
+                    activity.logger.warning(
+                        "LLM context window exceeded; trying once more with %d of %d messages",
+                        len(shorter),
+                        len(messages),
+                    )
+                    publisher.restart()
+                    response, model = await complete(
+                        shorter, tools, settings, on_text, publisher.restart
+                    )
                 if response.choices and not response.choices[0].message.tool_calls:
                     publisher.answered()
         except ApplicationError as err:
@@ -158,6 +197,8 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     ]
     # A streamed answer with only tool calls has empty text, not none: keep the history uniform.
     content = choice.content if isinstance(choice.content, str) and choice.content else None
+    if response.choices[0].finish_reason == "length":
+        content, calls = cut_by_length(content, calls, settings)
     if not calls and not (content and content.strip()):
         # Asking again sends the same prompt: a model that answers nothing usually does again.
         raise _failure(
@@ -176,6 +217,27 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
             "LLMReplyTooLarge",
         )
     return output
+
+
+def cut_by_length(
+    content: str | None, calls: list[ToolCall], settings: LLMSettings
+) -> tuple[str | None, list[ToolCall]]:
+    """A reply the output token limit cut: the calls written whole, and the text marked as cut.
+
+    The last call was being written when the limit came, so it is never run, nor is any call
+    whose arguments are not a whole JSON object; the note says so to the user (when nothing else
+    runs, the reply is the answer) and to the model (it reads its own message next step).
+    """
+    whole = [call for call in calls[:-1] if is_json_object(call.arguments)]
+    cut = [call.name for call in calls if call not in whole]
+    limit = f" (LLM_MAX_TOKENS={settings.max_tokens})" if settings.max_tokens else ""
+    not_run = f"; the call to {', '.join(cut)} was not run" if cut else ""
+    note = (
+        f"[This reply was cut off at the model's output token limit{limit}{not_run}. "
+        "Ask it to go on, or raise LLM_MAX_TOKENS where the orchestrator worker runs.]"
+    )
+    text = f"{content.rstrip()}\n\n{note}" if content and content.strip() else note
+    return text, whole
 
 
 def _failure(message: str, error_type: str) -> ApplicationError:

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import concurrent.futures
 import functools
+import json
 import os
 import re
 import threading
@@ -66,6 +67,8 @@ class LLMSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     fallbacks: list[str] = field(default_factory=list)
+    # The input context of models LiteLLM has no data for (local servers): trimming needs it.
+    max_input_tokens: int | None = None
 
     @classmethod
     def from_env(cls) -> LLMSettings:
@@ -79,6 +82,11 @@ class LLMSettings:
             temperature=float(env["LLM_TEMPERATURE"]) if env.get("LLM_TEMPERATURE") else None,
             max_tokens=int(env["LLM_MAX_TOKENS"]) if env.get("LLM_MAX_TOKENS") else None,
             fallbacks=[m.strip() for m in env.get("LLM_FALLBACKS", "").split(",") if m.strip()],
+            max_input_tokens=(
+                int(env["LLM_MAX_INPUT_TOKENS"].replace("_", ""))
+                if env.get("LLM_MAX_INPUT_TOKENS")
+                else None
+            ),
         )
 
 
@@ -200,11 +208,15 @@ async def complete(
     tools: list[dict[str, Any]],
     settings: LLMSettings | None = None,
     on_text: Callable[[str], None] | None = None,
+    on_restart: Callable[[], None] | None = None,
 ) -> tuple[ModelResponse, str]:
     """One chat completion with native tool calling; returns the response and the model used.
 
     With `on_text`, the answer is streamed: `on_text` gets each piece of text as it arrives, and
-    the response returned is rebuilt from the chunks, the same as without streaming.
+    the response returned is rebuilt from the chunks, the same as without streaming. A stream
+    counts only once the provider said it ended (`StreamIncomplete` otherwise); when it fails
+    midway and a fallback model is left, `on_restart` voids the text shown so far and the next
+    model answers.
     """
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
@@ -230,12 +242,18 @@ async def complete(
     kwargs.update({key: value for key, value in optional.items() if value is not None})
     if on_text is None:
         response = await litellm_module().acompletion(**kwargs)
-    else:
-        response = await _streamed(kwargs, on_text)
-    # LiteLLM's fallbacks say in a response header which of the models answered.
+        return response, answering_model(response, models)
+    # Imported here: the streaming module builds on this one.
+    from app.agent.llm.streaming import streamed_with_fallbacks
+
+    return await streamed_with_fallbacks(kwargs, models, messages, on_text, on_restart)
+
+
+def answering_model(response: Any, models: list[str]) -> str:
+    """Which of `models` answered: LiteLLM's fallbacks say so in a response header."""
     headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
     attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
-    return response, models[attempted] if attempted < len(models) else model
+    return models[attempted] if attempted < len(models) else models[0]
 
 
 def response_usage(response: ModelResponse, model: str) -> LLMUsage:
@@ -322,6 +340,7 @@ class BudgetSettings:
 
 def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`messages` adjusted to what `model`'s API accepts."""
+    messages = [with_json_arguments(m) for m in messages]
     try:
         provider = litellm_module().get_llm_provider(model)[1]
     except Exception:  # a model string LiteLLM cannot place; it will say so when called
@@ -339,26 +358,37 @@ def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, A
     ]
 
 
-async def _streamed(kwargs: dict[str, Any], on_text: Callable[[str], None]) -> ModelResponse:
-    """The completion streamed, text passed to `on_text`, then rebuilt as one response."""
-    litellm = litellm_module()
-    stream = await litellm.acompletion(
-        **kwargs, stream=True, stream_options={"include_usage": True}
-    )
-    chunks = []
-    async for chunk in stream:
-        chunks.append(chunk)
-        delta = chunk.choices[0].delta if chunk.choices else None
-        # Tool-call deltas are partial JSON: only the rebuilt message carries them.
-        if delta is not None and isinstance(delta.content, str) and delta.content:
-            on_text(delta.content)
-    response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
-    if response is None:
-        raise ValueError("the LLM's stream ended without any chunk")
-    # Which model answered (fallbacks) is in the stream's headers, not in the rebuilt response.
-    hidden = getattr(stream, "_hidden_params", None) or {}
-    response._hidden_params = {**getattr(response, "_hidden_params", {}), **hidden}
-    return response
+def with_json_arguments(message: dict[str, Any]) -> dict[str, Any]:
+    """`message` with each tool call's arguments as a JSON object.
+
+    A model may write arguments that are not JSON (cut short, or simply malformed); the tool
+    result tells it so. Sent back as written, they make LiteLLM fail while it builds the next
+    request for Anthropic's wire, which takes an object: so they travel as one, holding the text.
+    """
+    calls = message.get("tool_calls")
+    if not calls or all(is_json_object(c["function"]["arguments"]) for c in calls):
+        return message
+    repaired = [
+        call
+        if is_json_object(call["function"]["arguments"])
+        else {
+            **call,
+            "function": {
+                **call["function"],
+                "arguments": json.dumps({"unparsed_arguments": call["function"]["arguments"]}),
+            },
+        }
+        for call in calls
+    ]
+    return {**message, "tool_calls": repaired}
+
+
+def is_json_object(arguments: str | None) -> bool:
+    """Whether a tool call's arguments are a whole JSON object."""
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

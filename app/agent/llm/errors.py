@@ -22,6 +22,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.agent.llm.client import LLMSettings, litellm_module, redact
+from app.agent.llm.streaming import StreamIncomplete
 
 # A provider that asks for a longer pause (a spent daily quota, say) would hold the turn for
 # nothing: the user is told instead.
@@ -69,12 +70,26 @@ UNAVAILABLE = Failure("LLMUnavailable", True, "the LLM provider is unavailable")
 SERVER_ERROR = Failure("LLMServerError", True, "the LLM provider had a server error")
 API_ERROR = Failure("LLMServerError", True, "the LLM provider returned an error")
 UNKNOWN = Failure("LLMError", True, "the LLM call failed")
+# The reply stopped before the provider said it ended: another attempt can get it whole.
+STREAM_INCOMPLETE = Failure(
+    "LLMStreamIncomplete", True, "the LLM's reply stopped before its end (the stream was cut)"
+)
 
 # Messages that say the request can never succeed, whatever status came with them. LiteLLM
 # reports the OpenAI client's "Missing credentials" (no request was sent) as a server error, and
 # llama.cpp answers a chat template that fails on the conversation with HTTP 500.
 _BY_MESSAGE: list[tuple[re.Pattern[str], Failure]] = [
     (re.compile(r"missing credentials|missing \w+ api key", re.IGNORECASE), MISSING_KEY),
+    # llama.cpp ("exceed context window of 2048"), vLLM and Anthropic ("prompt is too long"),
+    # which LiteLLM reports as a plain bad request or server error.
+    (
+        re.compile(
+            r"exceeds? (the )?context window|maximum context length|context length exceeded|"
+            r"context_length_exceeded|prompt is too long",
+            re.IGNORECASE,
+        ),
+        CONTEXT_WINDOW,
+    ),
     (
         re.compile(
             # Jinja's own words, as llama.cpp and vLLM pass them on.
@@ -141,10 +156,17 @@ def provider_error(
     )
 
 
+def is_context_window(err: Exception) -> bool:
+    """Whether `err` says the prompt does not fit the model's context window."""
+    return classify(err) is CONTEXT_WINDOW
+
+
 def classify(err: Exception) -> Failure:
     """Which kind of failure `err` is: by message, then class, then HTTP status."""
     litellm = litellm_module()
     causes = _causes(err)
+    if any(isinstance(c, StreamIncomplete) for c in causes):
+        return STREAM_INCOMPLETE
     # LiteLLM reports a refused connection as a server error (500).
     if any(isinstance(c, ConnectionError) for c in causes) and not isinstance(err, litellm.Timeout):
         return CONNECTION
