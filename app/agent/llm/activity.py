@@ -30,7 +30,7 @@ from app.agent.llm.client import (
     litellm_ready,
     response_usage,
 )
-from app.agent.llm.errors import is_context_window, provider_error
+from app.agent.llm.errors import is_context_window, provider_error, stated_context_limit
 from app.agent.models import (
     Message,
     PlanInput,
@@ -91,17 +91,22 @@ def fit_to_context(
     return system + messages[starts[-1] :] if starts else messages
 
 
-def drop_oldest_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The system prompt and the newest whole turns in at most half the characters of
-    `messages` (the current turn always), or None when there is no older turn to drop."""
+def drop_oldest_turns(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]], model: str, err: Exception
+) -> list[dict[str, Any]] | None:
+    """The system prompt and the newest whole turns that fit the context `err` (the provider's
+    refusal) states, with a margin for counting tokens unlike the server does; only the current
+    turn when it states none; None when there is no older turn to drop."""
     starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
     if len(starts) < 2:
         return None
-    system, budget = messages[:1], len(json.dumps(messages)) // 2
-    for start in starts[1:]:
-        window = system + messages[start:]
-        if len(json.dumps(window)) <= budget:
-            return window
+    system, limit = messages[:1], stated_context_limit(str(err))
+    if limit is not None:
+        counter = litellm_module().token_counter
+        for start in starts[1:]:
+            window = system + messages[start:]
+            if counter(model=model, messages=window, tools=tools) <= 0.75 * limit:
+                return window
     return system + messages[starts[-1] :]
 
 
@@ -163,7 +168,11 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 except Exception as err:
                     # The provider knows its context best (a local server's n_ctx): with the
                     # oldest turns dropped, the conversation can go on instead of staying stuck.
-                    shorter = drop_oldest_turns(messages) if is_context_window(err) else None
+                    shorter = (
+                        drop_oldest_turns(messages, tools, models[0], err)
+                        if is_context_window(err)
+                        else None
+                    )
                     if shorter is None:
                         raise
                     activity.logger.warning(

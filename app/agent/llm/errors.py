@@ -161,6 +161,20 @@ def is_context_window(err: Exception) -> bool:
     return classify(err) is CONTEXT_WINDOW
 
 
+# How providers state their context size when they refuse a prompt: llama.cpp ("exceed context
+# window of 2048"), OpenAI and vLLM ("maximum context length is 8192 tokens"), Anthropic
+# ("prompt is too long: 210000 tokens > 200000 maximum").
+_CONTEXT_LIMIT = re.compile(
+    r"context window of (\d+)|maximum context length is (\d+)|> (\d+) maximum", re.IGNORECASE
+)
+
+
+def stated_context_limit(message: str) -> int | None:
+    """The context size in tokens that a provider's refusal states, if it states one."""
+    match = _CONTEXT_LIMIT.search(message)
+    return int(next(group for group in match.groups() if group)) if match else None
+
+
 def classify(err: Exception) -> Failure:
     """Which kind of failure `err` is: by message, then class, then HTTP status."""
     litellm = litellm_module()
