@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from app.agent.llm.client import (
     BudgetSettings,
     LLMSettings,
+    apply_prices,
     candidate_models,
     complete,
     is_json_object,
@@ -158,6 +159,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 await litellm_ready()
                 # Trim for the models that may answer: the offline model when the configured one
                 # has no key, and the fallbacks.
+                apply_prices(settings)
                 models = candidate_models(settings)
                 messages = fit_to_context(models, messages, tools, settings.max_input_tokens)
                 on_text = publisher.text if publisher.streams_text else None

@@ -16,6 +16,7 @@ import base64
 import concurrent.futures
 import functools
 import json
+import logging
 import os
 import re
 import threading
@@ -38,6 +39,10 @@ DEFAULT_MODEL = "openai/gpt-4o-mini"
 
 OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
+# What `LLMUsage.estimated_by` says when the counts are not the provider's.
+LITELLM_ESTIMATE = "LiteLLM's token counter (the provider sent no usage)"
+NO_USAGE = "nothing: the provider sent no usage"
+
 # The orchestrator worker logs this, then the model, once LiteLLM is loaded.
 READY_TEXT = "LiteLLM loaded; model:"
 
@@ -69,6 +74,9 @@ class LLMSettings:
     fallbacks: list[str] = field(default_factory=list)
     # The input context of models LiteLLM has no data for (local servers): trimming needs it.
     max_input_tokens: int | None = None
+    # US dollars per million tokens, for a model LiteLLM has no price for (cost budgets need one).
+    price_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
 
     @classmethod
     def from_env(cls) -> LLMSettings:
@@ -87,7 +95,57 @@ class LLMSettings:
                 if env.get("LLM_MAX_INPUT_TOKENS")
                 else None
             ),
+            price_input_per_mtok=_dollars(env.get("LLM_PRICE_INPUT_PER_MTOK")),
+            price_output_per_mtok=_dollars(env.get("LLM_PRICE_OUTPUT_PER_MTOK")),
         )
+
+
+def _dollars(value: str | None) -> float | None:
+    return float(value.strip().removeprefix("$")) if value and value.strip() else None
+
+
+@functools.cache
+def register_price(model: str, input_per_mtok: float, output_per_mtok: float) -> None:
+    """Give LiteLLM's cost map a price for `model` (LLM_PRICE_*_PER_MTOK), once per process."""
+    litellm = litellm_module()
+    provider = model.partition("/")[0] if "/" in model else "openai"
+    entry = {
+        "litellm_provider": provider,
+        "mode": "chat",
+        "input_cost_per_token": input_per_mtok / 1_000_000,
+        "output_cost_per_token": output_per_mtok / 1_000_000,
+    }
+    # LiteLLM looks a response's price up under the name the provider answered with, too.
+    litellm.register_model({model: entry, model.partition("/")[2] or model: entry})
+
+
+def apply_prices(settings: LLMSettings) -> None:
+    """Register the configured model's price, when the operator gave one."""
+    if settings.price_input_per_mtok is not None or settings.price_output_per_mtok is not None:
+        register_price(
+            settings.model,
+            settings.price_input_per_mtok or 0.0,
+            settings.price_output_per_mtok or 0.0,
+        )
+
+
+def unpriced_budget_warning(settings: LLMSettings, budget: BudgetSettings) -> str | None:
+    """What to tell the operator when a cost budget is set on a model LiteLLM cannot price."""
+    if budget.max_cost_usd is None or settings.model.startswith("offline/"):
+        return None
+    apply_prices(settings)
+    try:
+        info = litellm_module().get_model_info(settings.model)
+        priced = info.get("input_cost_per_token") is not None
+    except Exception:  # LiteLLM has no data for the model at all
+        priced = False
+    if priced:
+        return None
+    return (
+        f"AGENT_MAX_COST_USD (${budget.max_cost_usd:g}) cannot limit {settings.model}: LiteLLM "
+        "has no price for it, so its calls cost nothing in the budget; set "
+        "LLM_PRICE_INPUT_PER_MTOK and LLM_PRICE_OUTPUT_PER_MTOK, or AGENT_MAX_TOKENS"
+    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +180,9 @@ def litellm_module() -> Any:
             {"provider": "offline", "custom_handler": offline_model()},
         ]
         litellm.suppress_debug_info = True
+        # One line per failed fallback attempt, as for every other failed attempt: LiteLLM logs
+        # each with its traceback (tens of lines).
+        logging.getLogger("LiteLLM").addFilter(_one_line_fallback_failures)
         # Known to LiteLLM's model table: free, and with a context size for trimming.
         litellm.register_model(
             {
@@ -139,6 +200,13 @@ def litellm_module() -> Any:
             }
         )
     return litellm
+
+
+def _one_line_fallback_failures(record: logging.LogRecord) -> bool:
+    if record.module == "fallback_utils" and record.exc_info:
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 @functools.cache
@@ -257,21 +325,29 @@ def answering_model(response: Any, models: list[str]) -> str:
 
 
 def response_usage(response: ModelResponse, model: str) -> LLMUsage:
-    """The call's token counts, and its cost from LiteLLM's cost map (None if it has no price)."""
+    """The call's token counts, and its cost from LiteLLM's cost map (None if it has no price);
+    `estimated_by` says when the counts are not the provider's own."""
     usage = getattr(response, "usage", None)
-    if usage is None:  # the provider did not say: nothing is known, not even the cost
-        return LLMUsage()
+    prompt = getattr(usage, "prompt_tokens", 0) or 0
+    completion = getattr(usage, "completion_tokens", 0) or 0
+    if usage is None or not (prompt or completion):
+        # The provider did not say: nothing is known, not even the cost.
+        return LLMUsage(estimated_by=NO_USAGE, model=model)
     details = getattr(usage, "prompt_tokens_details", None)
     cost: float | None
     if model.startswith("offline/"):
         cost = 0.0  # free, as LiteLLM's table says too; skips its per-call cost look-up
     else:
         cost = _completion_cost(response, model)
+    # A stream without a usage chunk: LiteLLM counted the text itself (`streaming.py`).
+    reported = (getattr(response, "_hidden_params", None) or {}).get("usage_reported", True)
     return LLMUsage(
-        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
         cached_tokens=getattr(details, "cached_tokens", 0) or 0,
         cost_usd=cost,
+        estimated_by=None if reported else LITELLM_ESTIMATE,
+        model=model,
     )
 
 

@@ -83,11 +83,9 @@ async def _streamed(
         **kwargs, stream=True, stream_options={"include_usage": True}
     )
     chunks = []
-    reported_usage = False
     try:
         async for chunk in stream:
             chunks.append(chunk)
-            reported_usage = reported_usage or getattr(chunk, "usage", None) is not None
             delta = chunk.choices[0].delta if chunk.choices else None
             # Tool-call deltas are partial JSON: only the rebuilt message carries them.
             if delta is not None and isinstance(delta.content, str) and delta.content:
@@ -114,9 +112,19 @@ async def _streamed(
     response._hidden_params = {
         **getattr(response, "_hidden_params", {}),
         **hidden,
-        "usage_reported": reported_usage,
+        "usage_reported": _usage_reported(stream),
     }
     return response, stream
+
+
+def _usage_reported(stream: Any) -> bool:
+    """Whether the provider sent usage in its stream. LiteLLM counts tokens itself when it did
+    not and passes that on as the usage chunk; only its record of the provider's own chunks
+    tells the two apart."""
+    provider_chunks = getattr(stream, "chunks", None)
+    if not isinstance(provider_chunks, list):
+        return True  # cannot tell: take the counts as the provider's
+    return any(getattr(chunk, "usage", None) is not None for chunk in provider_chunks)
 
 
 def _finish_reason(stream: Any, chunks: list[Any]) -> str | None:

@@ -24,6 +24,11 @@ class LLMUsage(BaseModel):
     cached_tokens: int = 0
     # None when LiteLLM has no price for the model: unknown, not free.
     cost_usd: float | None = None
+    # None when the provider reported the counts; else what estimated them (a server that sends
+    # no usage in its stream, a call that failed midway).
+    estimated_by: str | None = None
+    # The model that answered the call (a fallback, perhaps), as LiteLLM names it.
+    model: str | None = None
 
 
 class UsageTotals(BaseModel):
@@ -36,6 +41,10 @@ class UsageTotals(BaseModel):
     # The cost of the calls with a known price; `unpriced_calls` says how many had none.
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    # Calls whose counts are estimates, not the provider's: the totals are approximate.
+    estimated_calls: int = 0
+    # The models that answered, first use first.
+    models: list[str] = Field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -51,6 +60,10 @@ class UsageTotals(BaseModel):
             self.unpriced_calls += 1
         else:
             self.cost_usd += call.cost_usd
+        if call.estimated_by is not None:
+            self.estimated_calls += 1
+        if call.model is not None and call.model not in self.models:
+            self.models.append(call.model)
 
     def cost_text(self) -> str:
         """The cost as people read it: `$0.000210`, `cost unknown`, or both when mixed."""
@@ -62,12 +75,16 @@ class UsageTotals(BaseModel):
         return known
 
     def summary(self) -> str:
-        """One line: tokens in and out, cost, LLM calls."""
+        """One line: tokens in and out, cost, LLM calls; "≈" marks counts that are estimates."""
         cached = f" ({self.cached_tokens:,} cached)" if self.cached_tokens else ""
         calls = "1 LLM call" if self.calls == 1 else f"{self.calls} LLM calls"
+        about = "≈" if self.estimated_calls else ""
+        cost = self.cost_text()
+        if about and cost != "cost unknown":
+            cost = about + cost
         return (
-            f"{self.prompt_tokens:,} in{cached} · {self.completion_tokens:,} out · "
-            f"{self.cost_text()} · {calls}"
+            f"{about}{self.prompt_tokens:,} in{cached} · {about}{self.completion_tokens:,} out · "
+            f"{cost} · {calls}"
         )
 
 
