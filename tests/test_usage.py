@@ -380,7 +380,8 @@ async def test_a_terminal_shows_each_turns_usage_and_usage_shows_the_totals(
     assert lines[answer + 2 :] == [
         f"Usage of {handle.id}:",
         f"  total: {total.summary()} in 1 turn",
-        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s",
+        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s"
+        " · offline/agent",  # the model that answered
     ]
     assert err.getvalue() == ""
 
