@@ -23,9 +23,9 @@ from app.agent.llm.client import (
     BudgetSettings,
     LLMSettings,
     litellm_ready,
-    unpriced_budget_warning,
     warm_up,
 )
+from app.agent.llm.prices import unpriced_budget_warning
 from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR

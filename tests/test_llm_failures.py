@@ -28,8 +28,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from app.agent.llm.activity import MAX_REPLY_BYTES, plan_next_action
-from app.agent.llm.client import LLMSettings, is_json_object, litellm_module
+from app.agent.llm.client import LLMSettings, litellm_module
 from app.agent.llm.errors import MAX_RETRY_AFTER_SECONDS, provider_error
+from app.agent.llm.tool_arguments import is_json_object
 from app.agent.models import AgentConfig, Message, PlanInput
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send

@@ -19,8 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from app.agent.llm.activity import SYSTEM_PROMPT, plan_next_action
-from app.agent.llm.client import NO_USAGE, litellm_module
-from app.agent.llm.usage import LLMUsage
+from app.agent.llm.client import litellm_module
+from app.agent.llm.usage import NO_USAGE, LLMUsage
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 from app.agent.tools.catalog import TOOLS, tool_schemas
 from app.agent.workflow import AgentWorkflow

@@ -242,3 +242,32 @@ async def test_a_conversation_that_outgrows_a_small_context_is_still_answered(
     assert refused, "the context never filled up: the test proves nothing"
     # Each refusal was followed at once by a shorter request in the same attempt.
     assert len(server.requests) == 4 + len(refused)
+
+
+@pytest.mark.timeout(120)
+async def test_the_usage_of_failed_attempts_is_counted_in_the_turn(
+    dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    wire = OpenAIWire()
+    text = wire.text(ANSWER)
+    assert text.events is not None
+    # Turn 1: a cut stream (its usage estimated), then the answer (10 in, 5 out, reported).
+    # Turn 2: a whole reply with no text and no call: not retried, but paid for.
+    script = InOrder([ended_early(text, 6), text, wire.text("")])
+    async with FakeProvider(script, wire.paths) as server:
+        use_provider(monkeypatch, wire, wire.api_base(server.url))
+        async with real_agent(dev_env, FAST_RETRIES) as handle:
+            assert await send(handle, "Should I delete the production database?") == ANSWER
+            failed = await send(handle, "And now?")
+            usage = await handle.query(AgentWorkflow.get_usage)
+    assert len(server.requests) == 3
+    assert "empty answer" in failed
+    first, second = usage.turns
+    assert (first.usage.calls, first.usage.estimated_calls) == (2, 1)
+    assert first.usage.prompt_tokens > 10 and first.usage.completion_tokens > 5
+    assert (second.usage.calls, second.usage.prompt_tokens, second.usage.completion_tokens) == (
+        1,
+        10,
+        5,
+    )
+    assert usage.total.calls == 3

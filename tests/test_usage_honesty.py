@@ -18,15 +18,20 @@ from temporalio.testing import ActivityEnvironment
 
 from app.agent.llm.activity import plan_next_action
 from app.agent.llm.client import (
-    LITELLM_ESTIMATE,
     BudgetSettings,
     LLMSettings,
     complete,
     litellm_module,
     response_usage,
-    unpriced_budget_warning,
 )
-from app.agent.llm.usage import ConversationUsage, LLMUsage, TurnUsage, UsageTotals
+from app.agent.llm.prices import unpriced_budget_warning
+from app.agent.llm.usage import (
+    LITELLM_ESTIMATE,
+    ConversationUsage,
+    LLMUsage,
+    TurnUsage,
+    UsageTotals,
+)
 from app.agent.models import Message, PlanInput
 from app.cli.chat.reports import format_usage, turn_usage_line
 from tests.fake_providers import (

@@ -23,15 +23,16 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from app.agent.llm.client import (
     BudgetSettings,
     LLMSettings,
-    apply_prices,
     candidate_models,
     complete,
-    is_json_object,
     litellm_module,
     litellm_ready,
     response_usage,
 )
 from app.agent.llm.errors import is_context_window, provider_error, stated_context_limit
+from app.agent.llm.prices import apply_prices
+from app.agent.llm.tool_arguments import is_json_object
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import (
     Message,
     PlanInput,
@@ -120,7 +121,8 @@ async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
         # Sleep first: a quick call sends no heartbeat at all, and so costs no round trip.
         while True:
             await asyncio.sleep(every_seconds)
-            activity.heartbeat()
+            # The details carry the usage of earlier failed attempts to the next attempt.
+            activity.heartbeat(*activity.info().heartbeat_details)
 
     task = asyncio.create_task(beat())
     try:
@@ -138,7 +140,7 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             message=Message.assistant(refusal), model=settings.model, budget_exhausted=True
         )
     try:
-        return await _plan(input, settings)
+        output = await _plan(input, settings)
     except ApplicationError as err:
         # Expected failures are BENIGN (no traceback from the SDK): one line per attempt.
         retrying = "not retried" if err.non_retryable else "will retry"
@@ -146,6 +148,32 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             retrying = f"will retry in {err.next_retry_delay.total_seconds():g} s"
         activity.logger.warning("LLM call failed (%s, %s): %s", err.type, retrying, err.message)
         raise
+    earlier = failed_usage()
+    return output.model_copy(update={"failed_usage": earlier}) if earlier else output
+
+
+def failed_usage() -> list[LLMUsage]:
+    """The usage of this call's earlier attempts that failed after reaching the provider."""
+    details = activity.info().heartbeat_details
+    return [LLMUsage.model_validate(usage) for usage in details[0]] if details else []
+
+
+def with_failed_usage(err: ApplicationError, usage: LLMUsage | None) -> ApplicationError:
+    """`err` carrying the usage of every failed attempt so far (its details), for the workflow's
+    counts, and heartbeating it, for the next attempt: a failed call is paid for too."""
+    usages = [*failed_usage(), *([usage] if usage is not None else [])]
+    if not usages:
+        return err
+    details = [u.model_dump() for u in usages]
+    activity.heartbeat(details)
+    return ApplicationError(
+        err.message,
+        details,
+        type=err.type,
+        non_retryable=err.non_retryable,
+        next_retry_delay=err.next_retry_delay,
+        category=err.category,
+    )
 
 
 async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
@@ -190,11 +218,13 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                     publisher.answered()
         except ApplicationError as err:
             publisher.failed(err)
-            raise
+            raise with_failed_usage(err, None) from None
         except Exception as err:
             error = provider_error(err, settings)
             publisher.failed(error)
-            raise error from None
+            partial = getattr(err, "partial_response", None)
+            usage = response_usage(partial, settings.model) if partial is not None else None
+            raise with_failed_usage(error, usage) from None
     choice = response.choices[0].message
     calls = [
         ToolCall(
@@ -212,8 +242,11 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
         content, calls = cut_by_length(content, calls, settings)
     if not calls and not (content and content.strip()):
         # Asking again sends the same prompt: a model that answers nothing usually does again.
-        raise _failure(
-            "the LLM returned an empty answer; try rephrasing the request", "LLMEmptyAnswer"
+        raise with_failed_usage(
+            _failure(
+                "the LLM returned an empty answer; try rephrasing the request", "LLMEmptyAnswer"
+            ),
+            response_usage(response, model),
         )
     output = PlanOutput(
         message=Message(role="assistant", content=content, tool_calls=calls),
@@ -223,9 +256,12 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     size = len(output.model_dump_json().encode())
     if size > MAX_REPLY_BYTES:
         # Retrying would pay for the same oversized reply again.
-        raise _failure(
-            f"the LLM's reply is too large ({size:,} bytes; the limit is {MAX_REPLY_BYTES:,})",
-            "LLMReplyTooLarge",
+        raise with_failed_usage(
+            _failure(
+                f"the LLM's reply is too large ({size:,} bytes; the limit is {MAX_REPLY_BYTES:,})",
+                "LLMReplyTooLarge",
+            ),
+            output.usage,
         )
     return output
 

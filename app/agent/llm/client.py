@@ -15,8 +15,6 @@ import asyncio
 import base64
 import concurrent.futures
 import functools
-import json
-import logging
 import os
 import re
 import threading
@@ -26,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from app.agent.llm.usage import LLMUsage, UsageTotals, budget_refusal
+from app.agent.llm.tool_arguments import with_json_arguments
+from app.agent.llm.usage import LITELLM_ESTIMATE, NO_USAGE, LLMUsage, UsageTotals, budget_refusal
 from app.core.config import load_env
 
 if TYPE_CHECKING:
@@ -39,10 +38,6 @@ DEFAULT_MODEL = "openai/gpt-4o-mini"
 
 OFFLINE_MODEL = "offline/agent"
 OFFLINE_HINT = "offline model: set LLM_MODEL and a provider key for a real LLM"
-# What `LLMUsage.estimated_by` says when the counts are not the provider's.
-LITELLM_ESTIMATE = "LiteLLM's token counter (the provider sent no usage)"
-NO_USAGE = "nothing: the provider sent no usage"
-
 # The orchestrator worker logs this, then the model, once LiteLLM is loaded.
 READY_TEXT = "LiteLLM loaded; model:"
 
@@ -90,62 +85,18 @@ class LLMSettings:
             temperature=float(env["LLM_TEMPERATURE"]) if env.get("LLM_TEMPERATURE") else None,
             max_tokens=int(env["LLM_MAX_TOKENS"]) if env.get("LLM_MAX_TOKENS") else None,
             fallbacks=[m.strip() for m in env.get("LLM_FALLBACKS", "").split(",") if m.strip()],
-            max_input_tokens=(
-                int(env["LLM_MAX_INPUT_TOKENS"].replace("_", ""))
-                if env.get("LLM_MAX_INPUT_TOKENS")
-                else None
-            ),
+            max_input_tokens=_tokens(env.get("LLM_MAX_INPUT_TOKENS")),
             price_input_per_mtok=_dollars(env.get("LLM_PRICE_INPUT_PER_MTOK")),
             price_output_per_mtok=_dollars(env.get("LLM_PRICE_OUTPUT_PER_MTOK")),
         )
 
 
-def _dollars(value: str | None) -> float | None:
+def _tokens(value: str | None) -> int | None:
+    return int(value.strip().replace("_", "")) if value and value.strip() else None
+
+
+def _dollars(value: str | None) -> float | None:  # "$0.50" or "0.5"
     return float(value.strip().removeprefix("$")) if value and value.strip() else None
-
-
-@functools.cache
-def register_price(model: str, input_per_mtok: float, output_per_mtok: float) -> None:
-    """Give LiteLLM's cost map a price for `model` (LLM_PRICE_*_PER_MTOK), once per process."""
-    litellm = litellm_module()
-    provider = model.partition("/")[0] if "/" in model else "openai"
-    entry = {
-        "litellm_provider": provider,
-        "mode": "chat",
-        "input_cost_per_token": input_per_mtok / 1_000_000,
-        "output_cost_per_token": output_per_mtok / 1_000_000,
-    }
-    # LiteLLM looks a response's price up under the name the provider answered with, too.
-    litellm.register_model({model: entry, model.partition("/")[2] or model: entry})
-
-
-def apply_prices(settings: LLMSettings) -> None:
-    """Register the configured model's price, when the operator gave one."""
-    if settings.price_input_per_mtok is not None or settings.price_output_per_mtok is not None:
-        register_price(
-            settings.model,
-            settings.price_input_per_mtok or 0.0,
-            settings.price_output_per_mtok or 0.0,
-        )
-
-
-def unpriced_budget_warning(settings: LLMSettings, budget: BudgetSettings) -> str | None:
-    """What to tell the operator when a cost budget is set on a model LiteLLM cannot price."""
-    if budget.max_cost_usd is None or settings.model.startswith("offline/"):
-        return None
-    apply_prices(settings)
-    try:
-        info = litellm_module().get_model_info(settings.model)
-        priced = info.get("input_cost_per_token") is not None
-    except Exception:  # LiteLLM has no data for the model at all
-        priced = False
-    if priced:
-        return None
-    return (
-        f"AGENT_MAX_COST_USD (${budget.max_cost_usd:g}) cannot limit {settings.model}: LiteLLM "
-        "has no price for it, so its calls cost nothing in the budget; set "
-        "LLM_PRICE_INPUT_PER_MTOK and LLM_PRICE_OUTPUT_PER_MTOK, or AGENT_MAX_TOKENS"
-    )
 
 
 @dataclass(frozen=True)
@@ -180,9 +131,6 @@ def litellm_module() -> Any:
             {"provider": "offline", "custom_handler": offline_model()},
         ]
         litellm.suppress_debug_info = True
-        # One line per failed fallback attempt, as for every other failed attempt: LiteLLM logs
-        # each with its traceback (tens of lines).
-        logging.getLogger("LiteLLM").addFilter(_one_line_fallback_failures)
         # Known to LiteLLM's model table: free, and with a context size for trimming.
         litellm.register_model(
             {
@@ -200,13 +148,6 @@ def litellm_module() -> Any:
             }
         )
     return litellm
-
-
-def _one_line_fallback_failures(record: logging.LogRecord) -> bool:
-    if record.module == "fallback_utils" and record.exc_info:
-        record.exc_info, record.exc_text = None, None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-    return True
 
 
 @functools.cache
@@ -281,10 +222,8 @@ async def complete(
     """One chat completion with native tool calling; returns the response and the model used.
 
     With `on_text`, the answer is streamed: `on_text` gets each piece of text as it arrives, and
-    the response returned is rebuilt from the chunks, the same as without streaming. A stream
-    counts only once the provider said it ended (`StreamIncomplete` otherwise); when it fails
-    midway and a fallback model is left, `on_restart` voids the text shown so far and the next
-    model answers.
+    the response returned is rebuilt from the chunks, the same as without streaming (see
+    `streaming.py`: only a stream the provider ended counts; `on_restart` voids shown text).
     """
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
@@ -308,30 +247,22 @@ async def complete(
         "extra_headers": {"Authorization": basic_auth} if basic_auth else None,
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
+    # Imported here: the streaming module builds on this one.
+    from app.agent.llm.streaming import answering_model, streamed_with_fallbacks
+
     if on_text is None:
         response = await litellm_module().acompletion(**kwargs)
         return response, answering_model(response, models)
-    # Imported here: the streaming module builds on this one.
-    from app.agent.llm.streaming import streamed_with_fallbacks
 
     return await streamed_with_fallbacks(kwargs, models, messages, on_text, on_restart)
 
 
-def answering_model(response: Any, models: list[str]) -> str:
-    """Which of `models` answered: LiteLLM's fallbacks say so in a response header."""
-    headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
-    attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
-    return models[attempted] if attempted < len(models) else models[0]
-
-
 def response_usage(response: ModelResponse, model: str) -> LLMUsage:
-    """The call's token counts, and its cost from LiteLLM's cost map (None if it has no price);
-    `estimated_by` says when the counts are not the provider's own."""
+    """The call's token counts, whether they are estimates, and LiteLLM's price (None if none)."""
     usage = getattr(response, "usage", None)
     prompt = getattr(usage, "prompt_tokens", 0) or 0
     completion = getattr(usage, "completion_tokens", 0) or 0
-    if usage is None or not (prompt or completion):
-        # The provider did not say: nothing is known, not even the cost.
+    if usage is None or not (prompt or completion):  # nothing is known, not even the cost
         return LLMUsage(estimated_by=NO_USAGE, model=model)
     details = getattr(usage, "prompt_tokens_details", None)
     cost: float | None
@@ -339,13 +270,13 @@ def response_usage(response: ModelResponse, model: str) -> LLMUsage:
         cost = 0.0  # free, as LiteLLM's table says too; skips its per-call cost look-up
     else:
         cost = _completion_cost(response, model)
-    # A stream without a usage chunk: LiteLLM counted the text itself (`streaming.py`).
     reported = (getattr(response, "_hidden_params", None) or {}).get("usage_reported", True)
     return LLMUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         cached_tokens=getattr(details, "cached_tokens", 0) or 0,
         cost_usd=cost,
+        # A stream without a usage chunk: LiteLLM counted the text itself (`streaming.py`).
         estimated_by=None if reported else LITELLM_ESTIMATE,
         model=model,
     )
@@ -432,39 +363,6 @@ def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, A
         else m
         for m in messages
     ]
-
-
-def with_json_arguments(message: dict[str, Any]) -> dict[str, Any]:
-    """`message` with each tool call's arguments as a JSON object.
-
-    A model may write arguments that are not JSON (cut short, or simply malformed); the tool
-    result tells it so. Sent back as written, they make LiteLLM fail while it builds the next
-    request for Anthropic's wire, which takes an object: so they travel as one, holding the text.
-    """
-    calls = message.get("tool_calls")
-    if not calls or all(is_json_object(c["function"]["arguments"]) for c in calls):
-        return message
-    repaired = [
-        call
-        if is_json_object(call["function"]["arguments"])
-        else {
-            **call,
-            "function": {
-                **call["function"],
-                "arguments": json.dumps({"unparsed_arguments": call["function"]["arguments"]}),
-            },
-        }
-        for call in calls
-    ]
-    return {**message, "tool_calls": repaired}
-
-
-def is_json_object(arguments: str | None) -> bool:
-    """Whether a tool call's arguments are a whole JSON object."""
-    try:
-        return isinstance(json.loads(arguments or "{}"), dict)
-    except ValueError:
-        return False
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

@@ -13,6 +13,7 @@ sets the delay before the next attempt.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,18 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.agent.llm.client import LLMSettings, litellm_module, redact
 from app.agent.llm.streaming import StreamIncomplete
+
+
+def _one_line_fallback_failures(record: logging.LogRecord) -> bool:
+    if record.module == "fallback_utils" and record.exc_info:
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+# One line per failed fallback attempt, as for every other failed attempt: LiteLLM logs each with
+# its traceback (tens of lines).
+logging.getLogger("LiteLLM").addFilter(_one_line_fallback_failures)
 
 # A provider that asks for a longer pause (a spent daily quota, say) would hold the turn for
 # nothing: the user is told instead.

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from app.agent.llm.client import answering_model, for_provider, litellm_module
+from app.agent.llm.client import for_provider, litellm_module
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
@@ -69,6 +69,13 @@ async def streamed_with_fallbacks(
             kwargs = {key: value for key, value in kwargs.items() if value is not None}
 
 
+def answering_model(response: Any, models: list[str]) -> str:
+    """Which of `models` answered: LiteLLM's fallbacks say so in a response header."""
+    headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
+    attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
+    return models[attempted] if attempted < len(models) else models[0]
+
+
 def _failed_midway(err: Exception) -> bool:
     return isinstance(err, StreamIncomplete) or type(err).__name__ == "MidStreamFallbackError"
 
@@ -102,6 +109,8 @@ async def _streamed(
             "was complete"
         )
         error.stream = stream  # type: ignore[attr-defined]
+        # What the failed call used still counts (LiteLLM's estimate, unless the usage came).
+        error.partial_response = _rebuilt(litellm, chunks, kwargs, stream)  # type: ignore[attr-defined]
         raise error
     response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
     if response is None:
@@ -115,6 +124,19 @@ async def _streamed(
         "usage_reported": _usage_reported(stream),
     }
     return response, stream
+
+
+def _rebuilt(litellm: Any, chunks: list[Any], kwargs: dict[str, Any], stream: Any) -> Any:
+    """The chunks of a cut stream rebuilt as one response, for its usage; None if none came."""
+    if not chunks:
+        return None
+    try:
+        response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
+    except Exception:  # a courtesy for the usage count: the failure is what matters
+        return None
+    if response is not None:
+        response._hidden_params = {"usage_reported": _usage_reported(stream)}
+    return response
 
 
 def _usage_reported(stream: Any) -> bool:

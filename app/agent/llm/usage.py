@@ -10,6 +10,11 @@ unknown (`None`), never $0.
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from temporalio.exceptions import ApplicationError
+
+# What `LLMUsage.estimated_by` says when the counts are not the provider's.
+LITELLM_ESTIMATE = "LiteLLM's token counter (the provider sent no usage)"
+NO_USAGE = "nothing: the provider sent no usage"
 
 # `get_usage` lists this many recent turns; the totals cover the whole conversation.
 RECENT_TURNS = 20
@@ -113,6 +118,20 @@ class ConversationUsage(BaseModel):
             dropped = len(self.turns) - RECENT_TURNS
             self.turns = self.turns[dropped:]
             self.earlier_turns += dropped
+
+    def count(self, calls: list[LLMUsage], turn: TurnUsage | None) -> None:
+        """Add calls to the totals and to the turn in progress, if any."""
+        for call in calls:
+            self.total.add(call)
+            if turn is not None:
+                turn.usage.add(call)
+
+    def count_failure(self, cause: BaseException | None, turn: TurnUsage | None) -> None:
+        """Count the failed attempts a planning call's error carries in its details (attempts
+        that reached the provider and failed are paid for too)."""
+        details = cause.details if isinstance(cause, ApplicationError) else ()
+        calls = details[0] if details and isinstance(details[0], list) else []
+        self.count([LLMUsage.model_validate(call) for call in calls], turn)
 
     def turn_for_update(self, update_id: str) -> TurnUsage | None:
         """The turn that answered the Update `update_id`, if it is still listed."""
