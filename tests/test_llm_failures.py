@@ -12,6 +12,7 @@ and a model that never stops asking for tools is stopped by the step bound.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from app.agent.llm.activity import MAX_REPLY_BYTES, plan_next_action
 from app.agent.llm.client import LLMSettings, litellm_module
 from app.agent.llm.errors import MAX_RETRY_AFTER_SECONDS, provider_error
+from app.agent.llm.tool_arguments import is_json_object
 from app.agent.models import AgentConfig, Message, PlanInput
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send
@@ -622,12 +624,16 @@ async def test_a_bad_tool_call_is_reported_to_the_model_which_tries_again(
         [WireToolResult("call_bad", error)],
         [WireToolResult("call_bad", error), WireToolResult("call_good", "345")],
     ]
-    # The model's garbage went back to it exactly as it wrote it.
+    # The model's garbage went back to it as it wrote it; arguments that are not JSON travel as
+    # a JSON object holding the text, which every wire (Anthropic's too) can carry.
+    sent = bad_call.arguments
+    if not is_json_object(sent):
+        sent = json.dumps({"unparsed_arguments": bad_call.arguments})
     assert server.requests[1].body["messages"][-2]["tool_calls"] == [
         {
             "id": "call_bad",
             "type": "function",
-            "function": {"name": bad_call.name, "arguments": bad_call.arguments},
+            "function": {"name": bad_call.name, "arguments": sent},
         }
     ]
 

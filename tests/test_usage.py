@@ -202,7 +202,9 @@ async def test_the_cost_of_a_priced_model_is_litellms_price_for_the_reported_usa
 
     expected = litellm_price("openai/gpt-4o-mini", 1234, 56)
     assert expected > 0
-    assert output.usage == LLMUsage(prompt_tokens=1234, completion_tokens=56, cost_usd=expected)
+    assert output.usage == LLMUsage(
+        prompt_tokens=1234, completion_tokens=56, cost_usd=expected, model="openai/gpt-4o-mini"
+    )
     # The figure TEMPORAL_NOTES.md measured: 1,000 in + 100 out = $0.00021.
     assert litellm_price("openai/gpt-4o-mini", 1000, 100) == pytest.approx(0.00021)
 
@@ -252,7 +254,9 @@ async def test_a_model_litellm_has_no_price_for_counts_tokens_and_an_unknown_cos
         output = await ActivityEnvironment().run(
             plan_next_action, PlanInput(messages=[Message.user("hi")])
         )
-    assert output.usage == LLMUsage(prompt_tokens=77, completion_tokens=7, cost_usd=None)
+    assert output.usage == LLMUsage(
+        prompt_tokens=77, completion_tokens=7, cost_usd=None, model="openai/gpt-test"
+    )
 
 
 async def test_the_offline_model_reports_realistic_token_counts_and_costs_nothing(
@@ -377,7 +381,8 @@ async def test_a_terminal_shows_each_turns_usage_and_usage_shows_the_totals(
     assert lines[answer + 2 :] == [
         f"Usage of {handle.id}:",
         f"  total: {total.summary()} in 1 turn",
-        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s",
+        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s"
+        " · offline/agent",  # the model that answered
     ]
     assert err.getvalue() == ""
 

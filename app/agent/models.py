@@ -198,6 +198,8 @@ class PlanOutput(BaseModel):
     message: Message
     model: str
     usage: LLMUsage = Field(default_factory=LLMUsage)
+    # Earlier attempts of this call that reached the provider and failed: they are paid for too.
+    failed_usage: list[LLMUsage] = Field(default_factory=list)
     # True when the worker's budget was spent: no LLM was called, `message` says why.
     budget_exhausted: bool = False
 

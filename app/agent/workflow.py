@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         ConversationView,
         Message,
         PlanInput,
-        PlanOutput,
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
@@ -347,6 +346,7 @@ class AgentWorkflow:
         except ActivityError as err:
             # The turn ends with an explanation; the conversation stays usable.
             workflow.logger.warning("plan_next_action failed: %s", failure_message(err))
+            self._usage.count_failure(err.cause, self._turn_usage)
             reason = failure_message(err)
             if (
                 err.retry_state == RetryState.TIMEOUT
@@ -361,15 +361,11 @@ class AgentWorkflow:
             )
         self._status.model = plan.model
         if not plan.budget_exhausted:
-            self._count_call(plan)
+            # Failed attempts that reached the provider are paid for too.
+            self._usage.count([*plan.failed_usage, plan.usage], self._turn_usage)
         return plan.message
 
     # ---- Usage and budget ----
-
-    def _count_call(self, plan: PlanOutput) -> None:
-        self._usage.total.add(plan.usage)
-        if self._turn_usage is not None:
-            self._turn_usage.usage.add(plan.usage)
 
     def _begin_turn_usage(self) -> None:
         update = workflow.current_update_info()
