@@ -7,6 +7,7 @@ receives. Every workflow, activity and query takes and returns one of these mode
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -107,6 +108,11 @@ class AgentConfig(BaseModel):
     # answered, not run again.
     remembered_answers: int = 200
     remembered_answers_bytes: int = 256_000
+    # Messages waiting for their turn (the one running included) hold Update slots: the server
+    # allows 10 in flight per conversation, and decisions on tool calls need one.
+    max_queued_messages: int = 4
+    # The conversation's event log handed to the next run, at most (older events are dropped).
+    max_stream_state_bytes: int = 512_000
     llm_timeout_seconds: float = 120.0
     # The LLM activity heartbeats while it waits: a dead worker's call is retried this soon.
     llm_heartbeat_timeout_seconds: float = 10.0
@@ -228,6 +234,20 @@ class ToolResult(BaseModel):
 
     content: str
     is_error: bool = False
+
+
+def already_answered(answer: str) -> str:
+    """What a retried message gets once its answer was too large to keep: a clear note."""
+    if answer.startswith(ALREADY_ANSWERED):
+        return answer
+    digest = hashlib.sha256(answer.encode()).hexdigest()[:16]
+    return (
+        f"{ALREADY_ANSWERED} (an answer of {utf8_size(answer):,} bytes, sha256 {digest}...; "
+        "it is in the conversation's history)."
+    )
+
+
+ALREADY_ANSWERED = "This message was already answered"
 
 
 def cap_text(text: str, limit: int) -> str:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Message,
         PlanInput,
         PlanOutput,
+        already_answered,
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
+# The error type of the validator's refusal when too many messages already wait for a turn.
+CONVERSATION_BUSY = "ConversationBusy"
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,9 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
-        self._approvals = Approvals()
         # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
         self._events = ConversationEvents(input.stream_state)
+        self._approvals = Approvals(self._events)
         self._tools = ToolRunner(self._config, self._approvals, self._events)
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
@@ -96,6 +99,8 @@ class AgentWorkflow:
         self._events.detach()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
+            # The stream's log goes along, within its budget (older events are dropped if not).
+            self._events.keep_within(self._config.max_stream_state_bytes)
             carried = self._window()
             if plan_input_bytes(carried) > self._config.max_plan_input_bytes:
                 # The window always holds the newest turn; one that grew too large to plan is
@@ -128,14 +133,17 @@ class AgentWorkflow:
         self._accepted_this_run += 1
         self._pending_turns += 1
         self._status.queued_messages += 1
-        async with self._turn_lock:
-            self._status.queued_messages -= 1
-            self._begin_turn_usage()
-            self._events.turn_started(self._turns + 1)
-            answer = await self._run_turn(message.strip())
-            self._events.answered(answer, self._status.model)
-            self._end_turn_usage()
-        self._pending_turns -= 1
+        try:
+            async with self._turn_lock:
+                self._status.queued_messages -= 1
+                self._begin_turn_usage()
+                self._events.turn_started(self._turns + 1)
+                answer = await self._run_turn(message.strip())
+                self._events.answered(answer, self._status.model)
+                self._end_turn_usage()
+        finally:
+            # Even a turn that failed must not hold the run open (it waits for zero to drain).
+            self._pending_turns -= 1
         self._turns += 1
         self._status.turns = self._turns
         self._remember(answer)
@@ -154,6 +162,15 @@ class AgentWorkflow:
             raise ValueError(
                 f"the message has {len(message):,} characters; "
                 f"the limit is {self._config.max_message_chars:,}"
+            )
+        if self._pending_turns >= self._config.max_queued_messages:
+            # Each waiting message holds one of the server's 10 in-flight Update slots: leave
+            # the rest for decisions on tool calls and for watching clients.
+            raise ApplicationError(
+                f"{self._pending_turns} messages are already waiting for their answers: send "
+                "this one once an answer has come",
+                type=CONVERSATION_BUSY,
+                non_retryable=True,
             )
         if not self._has_room_for_a_turn():
             raise ApplicationError(
@@ -221,7 +238,12 @@ class AgentWorkflow:
         # What the accepted turns still to finish, and one more, may add at most; and the input
         # of the next run (the planner's window and the answers on record).
         turns_to_come = self._pending_turns + 1
-        carried = config.max_plan_input_bytes + config.remembered_answers_bytes
+        # The stream's log is carried too, cut to its own budget before the next run starts.
+        carried = (
+            config.max_plan_input_bytes
+            + config.remembered_answers_bytes
+            + config.max_stream_state_bytes
+        )
         return not (
             self._draining
             or self._accepted_this_run >= config.max_turns_per_run
@@ -252,12 +274,18 @@ class AgentWorkflow:
         self._answered[info.id] = answer
         self._answered_bytes += utf8_size(answer)
         config = self._config
-        while (
-            len(self._answered) > config.remembered_answers
-            or self._answered_bytes > config.remembered_answers_bytes
-        ):
+        while len(self._answered) > config.remembered_answers:
             oldest = next(iter(self._answered))
             self._answered_bytes -= utf8_size(self._answered.pop(oldest))
+        # Over the byte budget, the oldest answers are replaced by a note with their digest, so
+        # every one of the newest `remembered_answers` ids is still answered, never run again.
+        for update_id, kept in self._answered.items():
+            if self._answered_bytes <= config.remembered_answers_bytes:
+                break
+            note = already_answered(kept)
+            if note != kept:
+                self._answered[update_id] = note
+                self._answered_bytes += utf8_size(note) - utf8_size(kept)
 
     # ---- One turn ----
 
@@ -265,7 +293,7 @@ class AgentWorkflow:
         """The agent loop for one user message: plan, act, repeat until there is an answer."""
         start = len(self._history)
         self._history.append(Message.user(text))
-        spent = TurnSpending(bytes=utf8_size(text))
+        spent = TurnSpending(bytes=utf8_size(text), turn=self._turns + 1)
         answer: str | None = None
         while answer is None:
             window = self._window()
