@@ -26,7 +26,6 @@ import app.it.activities as it_activities
 from app.agent.llm.client import litellm_module
 from app.agent.models import AgentInput, AgentResult
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import ToolDecision
 from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
@@ -37,7 +36,7 @@ from app.core.tool_errors import InvalidToolArguments
 from app.it.activities import SampleJiraClient, issue_fields
 from app.it.service import CreateJiraIssueInput, CreateJiraIssueOutput
 from tests.conftest import client_for
-from tests.doubles import ScriptedLLM, call, pending_calls, tools_then_answer
+from tests.doubles import ScriptedLLM, call, decision_for, pending_calls, tools_then_answer
 from tests.test_nexus import RecordNamespaces, handler_workers
 
 Handle = WorkflowHandle[AgentWorkflow, AgentResult]
@@ -94,7 +93,7 @@ async def ask(handle: Handle, text: str) -> WorkflowUpdateHandle[str]:
 
 
 async def decide(handle: Handle, call_id: str, approve: bool, note: str = "") -> None:
-    decision = ToolDecision(call_id=call_id, approve=approve, note=note)
+    decision = await decision_for(handle, call_id, approve, note)
     await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
 
 

@@ -139,6 +139,8 @@ class Approvals:
         self._decisions: dict[str, ToolDecision] = {}
         # How each call of this run ended: "approved", "denied" or "timed out", for clear errors.
         self._outcomes: dict[str, str] = {}
+        # The model's call id -> the approval id it last waited under, for clear errors.
+        self._by_call_id: dict[str, str] = {}
         self._events = events
 
     @property
@@ -167,6 +169,7 @@ class Approvals:
                 call_id = f"{call.id}-{n}"
             key = call_id
         self._outcomes.pop(key, None)
+        self._by_call_id[call.id] = key
         now = workflow.now()
         digest = call_digest(call.name, arguments) if approval_id else ""
         self._pending[key] = PendingApproval(
@@ -211,13 +214,13 @@ class Approvals:
 
     def _key(self, decision: ToolDecision) -> str:
         """The wait a decision names: its approval id, or (old style) the model's call id."""
-        return decision.approval_id or decision.call_id
+        return decision.approval_id or self._by_call_id.get(decision.call_id, decision.call_id)
 
     def _problem(self, decision: ToolDecision) -> str | None:
         if len(decision.note) > NOTE_LIMIT:
             return f"the note has {len(decision.note):,} characters; the limit is {NOTE_LIMIT:,}"
         key = self._key(decision)
-        name = f"approval {key!r}" if decision.approval_id else f"tool call {key!r}"
+        name = f"approval {key!r}" if decision.approval_id else f"tool call {decision.call_id!r}"
         if key in self._decisions:
             outcome = "approved" if self._decisions[key].approve else "denied"
             return f"{name} was already {outcome}"
