@@ -335,8 +335,8 @@ async def test_a_stale_or_repeated_decision_cannot_approve_a_call_it_did_not_nam
     time_skipping_env: WorkflowEnvironment, created: list[CreateJiraIssueInput]
 ):
     # The model reuses the call id "c1" in turn 2, for another issue (as the offline model does).
-    other = {"project": "PROD", "summary": "DELETE the production project"}
-    turns = iter([ISSUE, other])
+    other: dict[str, object] = {"project": "PROD", "summary": "DELETE the production project"}
+    turns: Iterator[dict[str, object]] = iter([ISSUE, other])
     llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", next(turns), "c1")))
     harness = AgentHarness(time_skipping_env, llm, AgentConfig())
     async with harness.worker():
