@@ -57,8 +57,8 @@ with workflow.unsafe.imports_passed_through():
     from app.it.service import IDEMPOTENCY_KEY_HEADER
 
 # Patches (see the README's "Changing the agent loop safely"): the workflow routes by name and no
-# longer validates arguments; and it no longer asks `check_endpoints` before every remote step,
-# only after an approval wait (the start-up check in the worker covers the rest).
+# longer validates arguments; and a call that waits for approval asks `check_endpoints` after its
+# wait, not before it (an endpoint deleted during the wait would fail every workflow task).
 ROUTE_BY_NAME_PATCH = "route-by-name"
 NO_STEP_ENDPOINT_CHECK_PATCH = "no-step-endpoint-check"
 
@@ -161,8 +161,11 @@ class ToolRunner:
     async def run(self, calls: list[ToolCall], spent: TurnSpending) -> list[Message]:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
-        missing: set[str] = set()
-        if not workflow.patched(NO_STEP_ENDPOINT_CHECK_PATCH):
+        if workflow.patched(NO_STEP_ENDPOINT_CHECK_PATCH):
+            # Calls that wait for approval check their endpoint after the wait, not before it.
+            at_once = [c for c in run if not ((t := TOOLS.get(c.name)) and self._needs_approval(t))]
+            missing = await self._missing_endpoints(at_once)
+        else:
             missing = await self._missing_endpoints(run)  # histories from before the patch
         contents = await asyncio.gather(
             *(self._run_with_events(call, missing, spent, index) for index, call in enumerate(run))
