@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
-    from app.agent.tools.activity import execute_tool
+    from app.agent.tools.activity import execute_tool, validation_summary
     from app.agent.tools.approvals import APPROVAL_IDS_PATCH, Approvals, approval_id
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
@@ -75,22 +75,14 @@ class TurnSpending:
     tool_result_bytes: int = 0
 
 
-def validation_summary(err: ValidationError) -> str:
-    """A pydantic validation error in one line, without documentation links."""
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-        for e in err.errors(include_url=False)
-    )
-
-
 def json_arguments(call: ToolCall) -> dict[str, Any] | str:
     """The call's arguments as a JSON object, or the error result the LLM reads instead."""
     try:
         arguments = json.loads(call.arguments or "{}")
     except ValueError as err:
-        return f"Error: invalid arguments for {call.name}: not JSON ({err})"
+        return f"Error: invalid arguments for {call.name}: arguments: Invalid JSON ({err})"
     if not isinstance(arguments, dict):
-        return f"Error: invalid arguments for {call.name}: expected a JSON object"
+        return f"Error: invalid arguments for {call.name}: arguments: expected a JSON object"
     return arguments
 
 
