@@ -19,7 +19,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.contrib.workflow_streams import WorkflowStreamClient
+from temporalio.contrib.workflow_streams import PollInput, PollResult, WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -32,6 +32,7 @@ from app.agent.stream.events import (
     ApprovalRequested,
     TurnAnswered,
 )
+from app.agent.stream.workflow_side import MAX_OPEN_POLLS, POLL_UPDATE
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.approvals import (
     ToolDecision,
@@ -405,3 +406,58 @@ async def test_a_stale_or_repeated_decision_cannot_approve_a_call_it_did_not_nam
         ),
         ApprovalDecided(turn_id=approvals[2].turn_id, approval_id="2.1.0", outcome="denied"),
     ]
+
+
+async def test_queued_messages_and_watchers_leave_an_update_slot_for_the_decision(
+    dev_env: WorkflowEnvironment, created: list[CreateJiraIssueInput]
+):
+    llm = ScriptedLLM(
+        lambda messages: (
+            says(f"answer to {messages[-1].content}")
+            if messages[-1].role == "user" and messages[-1].content != "Create a Jira issue"
+            else tools_then_answer(call("create_jira_issue", ISSUE, "c1"))(messages)
+        )
+    )
+    config = AgentConfig()
+    harness = AgentHarness(dev_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        first = await start_turn(handle, "Create a Jira issue")
+        await pending_calls(handle)
+        queued = [
+            await start_turn(handle, f"queued {n}") for n in range(config.max_queued_messages - 1)
+        ]
+        with pytest.raises(WorkflowUpdateFailedError) as busy:
+            await handle.execute_update(AgentWorkflow.send_message, "one too many")
+        # Clients following the events: each open poll holds a slot until the next event.
+        polls = [
+            await handle.start_update(
+                POLL_UPDATE,
+                PollInput(topics=[EVENTS_TOPIC], from_offset=1_000_000),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=PollResult,
+            )
+            for _ in range(MAX_OPEN_POLLS)
+        ]
+        with pytest.raises(WorkflowUpdateFailedError) as watched:
+            await handle.execute_update(
+                POLL_UPDATE,
+                PollInput(topics=[EVENTS_TOPIC], from_offset=1_000_000),
+                result_type=PollResult,
+            )
+        # Eight Updates in flight: the decision still gets a slot, and every turn is answered.
+        decided = await decide(handle, "c1", approve=True)
+        answers = [await first.result()] + [await turn.result() for turn in queued]
+        await handle.signal(AgentWorkflow.end_conversation)
+        await handle.result()  # ending releases the polls
+        released = [await poll.result() for poll in polls]
+    assert isinstance(busy.value.cause, ApplicationError)
+    assert (busy.value.cause.type, busy.value.cause.message) == (
+        "ConversationBusy",
+        "4 messages are already waiting for their answers: send this one once an answer has come",
+    )
+    assert isinstance(watched.value.cause, ApplicationError)
+    assert watched.value.cause.type == "StreamBusy"
+    assert decided.approved
+    assert answers == ['{"key": "PROJ-124"}'] + [f"answer to queued {n}" for n in range(3)]
+    assert all(result.items == [] for result in released)

@@ -284,3 +284,22 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     assert answered == Counter(set(sent))
     assert status.turns == len(sent)
     assert len(runs) >= 2
+
+
+async def test_every_remembered_id_is_answered_whatever_the_size_of_its_answer(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Answers of 1 kB, 4 kB of budget for twelve of them: the older keep only id and digest.
+    llm = ScriptedLLM(lambda messages: says(f"{messages[-1].content} ".ljust(1_000, "x")))
+    config = AgentConfig(max_turns_per_run=3, remembered_answers=20, remembered_answers_bytes=4_000)
+    harness = AgentHarness(time_skipping_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(12):
+            await send_message(handle, f"m{i}", update_id=f"id-{i}")
+        # id-0 is the 12th message back, four runs ago: answered from the record, not run.
+        again = await send_message(handle, "m0", update_id="id-0")
+        newest = await send_message(handle, "m11", update_id="id-11")
+    assert len(llm.inputs) == 12
+    assert again.startswith("This message was already answered (an answer of 1,000 bytes, sha256 ")
+    assert newest == "m11 ".ljust(1_000, "x")

@@ -15,7 +15,13 @@ import json
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
+from temporalio.contrib.workflow_streams import (
+    PollInput,
+    PollResult,
+    WorkflowStream,
+    WorkflowStreamState,
+)
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from app.agent.models import AgentStatus, cap_text
@@ -35,6 +41,15 @@ with workflow.unsafe.imports_passed_through():
 # two turns, each of at most `max_steps_per_turn * max_tool_calls_per_step` calls: this bounds it.
 EVENT_TEXT_LIMIT = 2_000
 
+# The stream's long-poll Update, by its wire name (the SDK documents it; no public constant).
+POLL_UPDATE = "__temporal_workflow_stream_poll"
+# Each open poll holds one of the server's 10 in-flight Update slots, until a new event: at most
+# this many, so that messages (`AgentConfig.max_queued_messages`) and decisions always get one.
+MAX_OPEN_POLLS = 4
+# The error type of a poll refused because enough are open; `StreamDraining` as the SDK spells it.
+STREAM_BUSY = "StreamBusy"
+_STREAM_DRAINING = "StreamDraining"
+
 
 class ConversationEvents:
     """The workflow side of the conversation's event stream."""
@@ -48,6 +63,36 @@ class ConversationEvents:
         self._previous_turn_offset = self._offset()
         # Where the turn in progress starts (its TurnStarted event); None between turns.
         self.turn_offset: int | None = None
+        self._open_polls = 0
+        self._detached = False
+        self._cap_polls()
+
+    def _cap_polls(self) -> None:
+        """Wrap the stream's poll handler (public handler APIs) to bound the polls it holds."""
+        poll = workflow.get_update_handler(POLL_UPDATE)
+        assert poll is not None, "WorkflowStream registers its poll Update"
+
+        async def capped_poll(payload: PollInput) -> PollResult:
+            self._open_polls += 1
+            try:
+                result: PollResult = await poll(payload)
+                return result
+            finally:
+                self._open_polls -= 1
+
+        def validate_poll(payload: PollInput) -> None:
+            if self._detached:  # as the stream's own validator: subscribers retry on the next run
+                raise ApplicationError(
+                    "pollers are detached for continue-as-new", type=_STREAM_DRAINING
+                )
+            if self._open_polls >= MAX_OPEN_POLLS:
+                raise ApplicationError(
+                    f"{self._open_polls} clients already follow this conversation's events: "
+                    "try again after the next event",
+                    type=STREAM_BUSY,
+                )
+
+        workflow.set_update_handler(POLL_UPDATE, capped_poll, validator=validate_poll)
 
     def turn_started(self, turn: int) -> None:
         """A new turn, named by its `send_message` Update id; older turns leave the log."""
@@ -121,6 +166,7 @@ class ConversationEvents:
 
     def detach(self) -> None:
         """Release subscribers before the run ends; they follow the conversation's next run."""
+        self._detached = True
         self._stream.detach_pollers()
 
     def state_bytes(self) -> int:
