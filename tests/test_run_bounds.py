@@ -26,7 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.models import AgentConfig, Message
+from app.agent.models import AgentConfig, HistoryPage, Message
 from app.agent.sending import is_run_full, send_message
 from app.agent.workflow import RUN_FULL, AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
@@ -303,3 +303,27 @@ async def test_every_remembered_id_is_answered_whatever_the_size_of_its_answer(
     assert len(llm.inputs) == 12
     assert again.startswith("This message was already answered (an answer of 1,000 bytes, sha256 ")
     assert newest == "m11 ".ljust(1_000, "x")
+
+
+async def test_the_history_is_read_in_pages_that_stay_below_the_grpc_limit(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Four turns of two ~30 kB messages each, read back 70 kB (one turn) at a time.
+    llm = ScriptedLLM(numbered_answers)
+    harness = AgentHarness(time_skipping_env, llm, AgentConfig())
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(4):
+            await send_message(handle, f"m{i} ".ljust(30_000, "x"))
+        pages = []
+        before = None
+        while before != 0:
+            page = await handle.query(
+                AgentWorkflow.get_history_page, HistoryPage(before=before, max_bytes=70_000)
+            )
+            pages.append(page)
+            before = page.earlier_messages
+        whole = await handle.query(AgentWorkflow.get_history)
+    assert [(page.earlier_messages, len(page.messages)) for page in pages] == [(6, 2), (4, 2), (2, 2), (0, 2)]
+    read = [m for page in reversed(pages) for m in page.messages]
+    assert read == whole.messages and len(read) == 8

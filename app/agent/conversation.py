@@ -58,3 +58,15 @@ def planner_window(
         used_bytes += turn_bytes
         start = previous
     return history[start:]
+
+
+def newest_within(history: list[Message], end: int, max_bytes: int) -> int:
+    """Where the newest messages of `history[:end]` that fit in `max_bytes` start (one at least)."""
+    start, used = end, 0
+    while start > 0:
+        size = message_bytes(history[start - 1])
+        if used + size > max_bytes and start < end:
+            break
+        used += size
+        start -= 1
+    return start

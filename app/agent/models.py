@@ -169,7 +169,17 @@ class ConversationView(BaseModel):
     """The conversation as the `get_history` query returns it."""
 
     messages: list[Message]
+    # How many messages come before `messages` (earlier runs', and older ones left out).
     earlier_messages: int = 0
+
+
+class HistoryPage(BaseModel):
+    """Input of `get_history_page`: the newest messages before message number `before`."""
+
+    # A message's number counts from the conversation's first message; None: after the newest.
+    before: int | None = None
+    # A query's answer must stay below gRPC's 4 MB; the workflow caps this at 3 MB.
+    max_bytes: int = 1_000_000
 
 
 class AgentStatus(BaseModel):

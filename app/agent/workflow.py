@@ -21,7 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.conversation import plan_input_bytes, planner_window
+    from app.agent.conversation import newest_within, plan_input_bytes, planner_window
     from app.agent.llm.activity import plan_next_action
     from app.agent.llm.client import worker_model
     from app.agent.llm.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         AgentStatus,
         AnsweredMessage,
         ConversationView,
+        HistoryPage,
         Message,
         PlanInput,
         PlanOutput,
@@ -50,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
+# The most a history query answers with: gRPC refuses messages over 4 MB.
+MAX_QUERY_BYTES = 3_000_000
 # The error type of the validator's refusal when too many messages already wait for a turn.
 CONVERSATION_BUSY = "ConversationBusy"
 
@@ -197,8 +200,20 @@ class AgentWorkflow:
 
     @workflow.query
     def get_history(self) -> ConversationView:
-        """The conversation so far (messages before the last continue-as-new are counted)."""
-        return ConversationView(messages=self._history, earlier_messages=self._earlier_messages)
+        """The newest messages, within 1 MB (older ones, and earlier runs', are counted)."""
+        return self.get_history_page(HistoryPage())
+
+    @workflow.query
+    def get_history_page(self, page: HistoryPage) -> ConversationView:
+        """The newest messages before message number `page.before`, within `page.max_bytes`."""
+        # A query's answer, like any gRPC message, must stay below 4 MB however long the run.
+        end = len(self._history)
+        if page.before is not None:
+            end = max(0, min(end, page.before - self._earlier_messages))
+        start = newest_within(self._history, end, min(page.max_bytes, MAX_QUERY_BYTES))
+        return ConversationView(
+            messages=self._history[start:end], earlier_messages=self._earlier_messages + start
+        )
 
     @workflow.query
     def get_status(self) -> AgentStatus:
