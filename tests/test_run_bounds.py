@@ -324,6 +324,11 @@ async def test_the_history_is_read_in_pages_that_stay_below_the_grpc_limit(
             pages.append(page)
             before = page.earlier_messages
         whole = await handle.query(AgentWorkflow.get_history)
-    assert [(page.earlier_messages, len(page.messages)) for page in pages] == [(6, 2), (4, 2), (2, 2), (0, 2)]
+    assert [(page.earlier_messages, len(page.messages)) for page in pages] == [
+        (6, 2),
+        (4, 2),
+        (2, 2),
+        (0, 2),
+    ]
     read = [m for page in reversed(pages) for m in page.messages]
     assert read == whole.messages and len(read) == 8

@@ -7,7 +7,6 @@ receives. Every workflow, activity and query takes and returns one of these mode
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -244,20 +243,6 @@ class ToolResult(BaseModel):
 
     content: str
     is_error: bool = False
-
-
-def already_answered(answer: str) -> str:
-    """What a retried message gets once its answer was too large to keep: a clear note."""
-    if answer.startswith(ALREADY_ANSWERED):
-        return answer
-    digest = hashlib.sha256(answer.encode()).hexdigest()[:16]
-    return (
-        f"{ALREADY_ANSWERED} (an answer of {utf8_size(answer):,} bytes, sha256 {digest}...; "
-        "it is in the conversation's history)."
-    )
-
-
-ALREADY_ANSWERED = "This message was already answered"
 
 
 def cap_text(text: str, limit: int) -> str:

@@ -21,7 +21,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.conversation import newest_within, plan_input_bytes, planner_window
+    from app.agent.answers import AnsweredMessages, busy_refusal
+    from app.agent.conversation import history_page, plan_input_bytes, planner_window
     from app.agent.llm.activity import plan_next_action
     from app.agent.llm.client import worker_model
     from app.agent.llm.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
@@ -29,13 +30,11 @@ with workflow.unsafe.imports_passed_through():
         AgentInput,
         AgentResult,
         AgentStatus,
-        AnsweredMessage,
         ConversationView,
         HistoryPage,
         Message,
         PlanInput,
         PlanOutput,
-        already_answered,
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
@@ -51,8 +50,6 @@ with workflow.unsafe.imports_passed_through():
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
-# The most a history query answers with: gRPC refuses messages over 4 MB.
-MAX_QUERY_BYTES = 3_000_000
 # The error type of the validator's refusal when too many messages already wait for a turn.
 CONVERSATION_BUSY = "ConversationBusy"
 
@@ -78,8 +75,7 @@ class AgentWorkflow:
         self._pending_turns = 0
         self._ending = False
         self._draining = False
-        self._answered = {record.update_id: record.answer for record in input.answered}
-        self._answered_bytes = sum(utf8_size(answer) for answer in self._answered.values())
+        self._answered = AnsweredMessages(input.answered, input.config)
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
@@ -116,10 +112,7 @@ class AgentWorkflow:
                     config=self._config,
                     turns_before_this_run=self._turns,
                     earlier_messages=self._earlier_messages + len(self._history) - len(carried),
-                    answered=[
-                        AnsweredMessage(update_id=update_id, answer=answer)
-                        for update_id, answer in self._answered.items()
-                    ],
+                    answered=self._answered.records(),
                     usage=self._usage,
                     stream_state=self._events.state(),
                 )
@@ -129,7 +122,7 @@ class AgentWorkflow:
     @workflow.update
     async def send_message(self, message: str) -> str:
         """Run one turn for the user's message and return the agent's answer."""
-        recorded = self._recorded_answer()
+        recorded = self._answered.for_this_update()
         if recorded is not None:
             # The same Update id was answered in an earlier run: answer it again, run nothing.
             return recorded
@@ -144,18 +137,17 @@ class AgentWorkflow:
                 answer = await self._run_turn(message.strip())
                 self._events.answered(answer, self._status.model)
                 self._end_turn_usage()
-        finally:
-            # Even a turn that failed must not hold the run open (it waits for zero to drain).
+        finally:  # a failed turn must not hold the run open: it drains down to zero
             self._pending_turns -= 1
         self._turns += 1
         self._status.turns = self._turns
-        self._remember(answer)
+        self._answered.remember_for_this_update(answer)
         return answer
 
     @send_message.validator
     def validate_message(self, message: str) -> None:
         """Reject a message before it is written to history."""
-        if self._recorded_answer() is not None:
+        if self._answered.for_this_update() is not None:
             return
         if self._ending:
             raise ValueError("this conversation has ended: start a new one")
@@ -167,14 +159,8 @@ class AgentWorkflow:
                 f"the limit is {self._config.max_message_chars:,}"
             )
         if self._pending_turns >= self._config.max_queued_messages:
-            # Each waiting message holds one of the server's 10 in-flight Update slots: leave
-            # the rest for decisions on tool calls and for watching clients.
-            raise ApplicationError(
-                f"{self._pending_turns} messages are already waiting for their answers: send "
-                "this one once an answer has come",
-                type=CONVERSATION_BUSY,
-                non_retryable=True,
-            )
+            # Each waiting message holds one of the server's 10 Update slots: keep some free.
+            raise busy_refusal(self._pending_turns, CONVERSATION_BUSY)
         if not self._has_room_for_a_turn():
             raise ApplicationError(
                 "this conversation is moving to a fresh run (continue-as-new) after the messages "
@@ -206,14 +192,7 @@ class AgentWorkflow:
     @workflow.query
     def get_history_page(self, page: HistoryPage) -> ConversationView:
         """The newest messages before message number `page.before`, within `page.max_bytes`."""
-        # A query's answer, like any gRPC message, must stay below 4 MB however long the run.
-        end = len(self._history)
-        if page.before is not None:
-            end = max(0, min(end, page.before - self._earlier_messages))
-        start = newest_within(self._history, end, min(page.max_bytes, MAX_QUERY_BYTES))
-        return ConversationView(
-            messages=self._history[start:end], earlier_messages=self._earlier_messages + start
-        )
+        return history_page(self._history, self._earlier_messages, page)
 
     @workflow.query
     def get_status(self) -> AgentStatus:
@@ -277,30 +256,6 @@ class AgentWorkflow:
         """A bound on the events of one turn: per step, planning, tools and tasks; the Update's."""
         config = self._config
         return 2 + config.max_steps_per_turn * (12 + 3 * config.max_tool_calls_per_step)
-
-    def _recorded_answer(self) -> str | None:
-        info = workflow.current_update_info()
-        return self._answered.get(info.id) if info is not None else None
-
-    def _remember(self, answer: str) -> None:
-        info = workflow.current_update_info()
-        if info is None:
-            return
-        self._answered[info.id] = answer
-        self._answered_bytes += utf8_size(answer)
-        config = self._config
-        while len(self._answered) > config.remembered_answers:
-            oldest = next(iter(self._answered))
-            self._answered_bytes -= utf8_size(self._answered.pop(oldest))
-        # Over the byte budget, the oldest answers are replaced by a note with their digest, so
-        # every one of the newest `remembered_answers` ids is still answered, never run again.
-        for update_id, kept in self._answered.items():
-            if self._answered_bytes <= config.remembered_answers_bytes:
-                break
-            note = already_answered(kept)
-            if note != kept:
-                self._answered[update_id] = note
-                self._answered_bytes += utf8_size(note) - utf8_size(kept)
 
     # ---- One turn ----
 
