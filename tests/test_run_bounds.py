@@ -26,7 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.models import AgentConfig, HistoryPage, Message
+from app.agent.models import AgentConfig, AgentInput, HistoryPage, Message
 from app.agent.sending import is_run_full, send_message
 from app.agent.workflow import RUN_FULL, AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
@@ -332,3 +332,28 @@ async def test_the_history_is_read_in_pages_that_stay_below_the_grpc_limit(
     ]
     read = [m for page in reversed(pages) for m in page.messages]
     assert read == whole.messages and len(read) == 8
+
+
+async def test_the_event_log_handed_to_the_next_run_stays_within_its_budget(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Answers of 1,500 characters publish ~2 kB events: more than the log's budget of 1 kB.
+    llm = ScriptedLLM(lambda messages: says("x" * 1_500))
+    config = AgentConfig(max_turns_per_run=2, max_stream_state_bytes=1_000)
+    harness = AgentHarness(time_skipping_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(3):
+            await send_message(handle, f"m{i}")
+        first = await harness.client.get_workflow_handle(
+            handle.id, run_id=handle.result_run_id
+        ).fetch_history()
+    [continued] = [
+        e.workflow_execution_continued_as_new_event_attributes
+        for e in first.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    ]
+    [carried] = await pydantic_data_converter.decode(continued.input.payloads, [AgentInput])
+    assert carried.stream_state is not None
+    assert carried.stream_state.log == []
+    assert carried.stream_state.base_offset > 0  # offsets go on where they were
