@@ -203,7 +203,12 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient, tmp
     conversation = text.split("Conversation: ")[1].split()[0]
     handle = stack.get_workflow_handle_for(AgentWorkflow.run, conversation)
     [pending] = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
-    decision = ToolDecision(call_id=pending.call_id, approve=False)
+    decision = ToolDecision(
+        call_id=pending.call_id,
+        approve=False,
+        approval_id=pending.approval_id,
+        digest=pending.digest,
+    )
     await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
     await end(stack, conversation)
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -26,9 +29,13 @@ from temporalio.workflow import NondeterminismError
 
 from app.agent.models import AgentConfig, AgentInput
 from app.agent.tools.activity import execute_tool
+from app.agent.tools.catalog import TOOLS
+from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
 from app.agent.workflow import AgentWorkflow
 from app.core.names import AGENT_WORKFLOW_NAME
+from app.it import service as it_service
 from app.it.handler import JiraMetricsWorkflow
+from app.it.service import CreateJiraIssueInput
 from tests.changed_loops import (
     PATCH_ID,
     DeprecatedScreening,
@@ -168,3 +175,38 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
+
+
+class StricterIssueInput(CreateJiraIssueInput):
+    """The IT team's contract after a change: summaries of at most 5 characters."""
+
+    summary: str = Field(max_length=5)
+
+
+def stricter_it_contract(monkeypatch: pytest.MonkeyPatch, where: dict[str, Any], key: str) -> None:
+    monkeypatch.setattr(it_service, "CreateJiraIssueInput", StricterIssueInput)
+    monkeypatch.setitem(
+        TOOLS,
+        "create_jira_issue",
+        replace(TOOLS["create_jira_issue"], input_model=StricterIssueInput),
+    )
+    monkeypatch.setitem(where, key, StricterIssueInput)
+
+
+@pytest.mark.parametrize("path", agent_histories(), ids=history_id)
+async def test_an_it_contract_change_does_not_break_replay(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Every recorded summary is longer than 5 characters: the workflow must not care, because it
+    # routes by name and the IT handler validates (histories from before: the frozen models).
+    stricter_it_contract(monkeypatch, {}, "unused")
+    await replay(load(path), AgentWorkflow)
+
+
+async def test_validating_in_the_workflow_against_a_changed_contract_breaks_replay(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # What the guard prevents: the old rule (validate in the workflow) with the team's new model.
+    stricter_it_contract(monkeypatch, LEGACY_INPUT_MODELS, "create_jira_issue")
+    with pytest.raises(NondeterminismError):
+        await replay(load(HISTORIES / "approval_approved.json"), AgentWorkflow)

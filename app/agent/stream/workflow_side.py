@@ -4,25 +4,51 @@
 publishes the turn's progress events (`app.agent.stream.events`) on one topic, keeps the log short
 (at the start of each turn it drops the events of turns before the previous one, so the log and the
 state carried across continue-as-new do not grow with the conversation), and hands its state to the
-next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text.
+next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text. The texts
+an event carries are capped (`EVENT_TEXT_LIMIT`): the answer is the Update's result anyway, and the
+log is carried across continue-as-new, inside the run's byte budget.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any, Literal
+
 from temporalio import workflow
-from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
+from temporalio.contrib.workflow_streams import (
+    PollInput,
+    PollResult,
+    WorkflowStream,
+    WorkflowStreamState,
+)
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.models import AgentStatus
+    from app.agent.models import AgentStatus, cap_text
     from app.agent.stream.events import (
         EVENT_TYPE,
         EVENTS_TOPIC,
+        ApprovalDecided,
+        ApprovalRequested,
         PlanningStep,
         ToolCallFinished,
         ToolCallStarted,
         TurnAnswered,
         TurnStarted,
     )
+
+# The longest text one event carries (an answer, a call's arguments), in characters. The log keeps
+# two turns, each of at most `max_steps_per_turn * max_tool_calls_per_step` calls: this bounds it.
+EVENT_TEXT_LIMIT = 2_000
+
+# The stream's long-poll Update, by its wire name (the SDK documents it; no public constant).
+POLL_UPDATE = "__temporal_workflow_stream_poll"
+# Each open poll holds one of the server's 10 in-flight Update slots, until a new event: at most
+# this many, so that messages (`AgentConfig.max_queued_messages`) and decisions always get one.
+MAX_OPEN_POLLS = 4
+# The error type of a poll refused because enough are open; `StreamDraining` as the SDK spells it.
+STREAM_BUSY = "StreamBusy"
+_STREAM_DRAINING = "StreamDraining"
 
 
 class ConversationEvents:
@@ -37,6 +63,36 @@ class ConversationEvents:
         self._previous_turn_offset = self._offset()
         # Where the turn in progress starts (its TurnStarted event); None between turns.
         self.turn_offset: int | None = None
+        self._open_polls = 0
+        self._detached = False
+        self._cap_polls()
+
+    def _cap_polls(self) -> None:
+        """Wrap the stream's poll handler (public handler APIs) to bound the polls it holds."""
+        poll = workflow.get_update_handler(POLL_UPDATE)
+        assert poll is not None, "WorkflowStream registers its poll Update"
+
+        async def capped_poll(payload: PollInput) -> PollResult:
+            self._open_polls += 1
+            try:
+                result: PollResult = await poll(payload)
+                return result
+            finally:
+                self._open_polls -= 1
+
+        def validate_poll(payload: PollInput) -> None:
+            if self._detached:  # as the stream's own validator: subscribers retry on the next run
+                raise ApplicationError(
+                    "pollers are detached for continue-as-new", type=_STREAM_DRAINING
+                )
+            if self._open_polls >= MAX_OPEN_POLLS:
+                raise ApplicationError(
+                    f"{self._open_polls} clients already follow this conversation's events: "
+                    "try again after the next event",
+                    type=STREAM_BUSY,
+                )
+
+        workflow.set_update_handler(POLL_UPDATE, capped_poll, validator=validate_poll)
 
     def turn_started(self, turn: int) -> None:
         """A new turn, named by its `send_message` Update id; older turns leave the log."""
@@ -55,7 +111,7 @@ class ConversationEvents:
                 turn_id=self.turn_id,
                 call_id=call_id,
                 tool=tool,
-                arguments=arguments,
+                arguments=cap_text(arguments, EVENT_TEXT_LIMIT),
                 endpoint=endpoint,
             )
         )
@@ -74,8 +130,32 @@ class ConversationEvents:
             )
         )
 
+    def approval_requested(
+        self, approval_id: str, tool: str, arguments: dict[str, Any], digest: str
+    ) -> None:
+        """A call waits for a decision that must name `approval_id` and `digest`."""
+        shown = json.dumps(arguments, ensure_ascii=False)
+        self._topic.publish(
+            ApprovalRequested(
+                turn_id=self.turn_id,
+                approval_id=approval_id,
+                tool=tool,
+                arguments=cap_text(shown, EVENT_TEXT_LIMIT),
+                digest=digest,
+            )
+        )
+
+    def approval_decided(
+        self, approval_id: str, outcome: Literal["approved", "denied", "timed_out"]
+    ) -> None:
+        self._topic.publish(
+            ApprovalDecided(turn_id=self.turn_id, approval_id=approval_id, outcome=outcome)
+        )
+
     def answered(self, answer: str, model: str | None) -> None:
-        self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=answer, model=model))
+        # Capped: the full answer is the `send_message` Update's result.
+        capped = cap_text(answer, EVENT_TEXT_LIMIT)
+        self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=capped, model=model))
         self.turn_offset = None
 
     def shown_in(self, status: AgentStatus) -> AgentStatus:
@@ -86,7 +166,21 @@ class ConversationEvents:
 
     def detach(self) -> None:
         """Release subscribers before the run ends; they follow the conversation's next run."""
+        self._detached = True
         self._stream.detach_pollers()
+
+    def state_bytes(self) -> int:
+        """About how many bytes `state()` adds to the next run's input."""
+        state = self._stream.get_state()
+        # Each item: its encoded payload, its topic and the JSON around them.
+        return sum(len(item.data) + len(item.topic) + 64 for item in state.log) + 256 * len(
+            state.publishers
+        )
+
+    def keep_within(self, max_bytes: int) -> None:
+        """Drop the whole log if it would carry more than `max_bytes` into the next run."""
+        if self.state_bytes() > max_bytes:
+            self._stream.truncate(self._offset())
 
     def state(self) -> WorkflowStreamState:
         """What the next run needs to continue the stream (offsets stay the same)."""
