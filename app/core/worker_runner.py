@@ -1,10 +1,10 @@
 """Running a worker until Ctrl-C or SIGTERM, then shutting it down cleanly.
 
 All three worker programs use this, so they stop the same way whether a person presses Ctrl-C
-in a terminal or `uv run demo` stops its children. A worker that meets a payload it cannot
-decrypt stops too, with one line saying which key is missing: running on would fail the same
-workflow task again and again, while the fix is always in the worker's configuration. A worker
-that cannot reach its server says so in one line too (`ConnectionProblem`), never a traceback.
+in a terminal or `uv run demo` stops its children. A payload the worker cannot decrypt does not
+stop it: the codec (`app/core/codec.py`) fails only the task that holds it, with the key id in the
+error, and the worker serves everything else. A worker that cannot reach its server says so in
+one line (`ConnectionProblem`), never a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from temporalio.worker import Worker
 
-from app.core.codec import EncryptionKeyError, codec_of
+from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem
 
 
@@ -30,30 +30,20 @@ async def run_until_stopped(
     """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout.
 
     `once_polling` runs as soon as the worker polls (the orchestrator starts its warm-up there).
-    Raises the codec's `EncryptionKeyError` when a payload could not be decrypted.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    codec = codec_of(worker.client.data_converter)
-    undecryptable = codec.failed if codec else asyncio.Event()
     async with worker:
         logging.getLogger(__name__).info(
             "%s: polling task queue %s", description, worker.task_queue
         )
         if once_polling is not None:
             once_polling()
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(undecryptable.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+        await stop.wait()
         logging.getLogger(__name__).info("%s: shutting down", description)
-    if codec and codec.failure:
-        raise codec.failure
 
 
 def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], description: str) -> None:
