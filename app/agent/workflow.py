@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PlanOutput,
         utf8_size,
     )
-    from app.agent.stream.workflow_side import ConversationEvents
+    from app.agent.stream.workflow_side import ConversationEvents, WorkflowStream
     from app.agent.tools.approvals import (
         Approvals,
         PendingApprovals,
@@ -78,8 +78,8 @@ class AgentWorkflow:
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
         self._approvals = Approvals()
-        # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
-        self._events = ConversationEvents(input.stream_state)
+        # Live progress on a Workflow Stream (the SDK wants it built here, in @workflow.init).
+        self._events = ConversationEvents(WorkflowStream(input.stream_state))
         self._tools = ToolRunner(self._config, self._approvals, self._events)
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
