@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from typing import Any
 
 from temporalio.worker import Worker
 
 from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem
+from app.core.exiting import exit_now
 
 
 async def run_until_stopped(
@@ -52,27 +51,19 @@ def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], descriptio
     The one line is a server that does not answer, a key problem, or a start-up check that
     refused (`SystemExit` with its message). A Ctrl-C before the worker polls exits with 130.
     """
+    # The worker has shut down when main returns: nothing is left to clean up, and a normal
+    # interpreter teardown can crash while the SDK's threads still run (app/core/exiting.py).
     try:
         asyncio.run(main())
     except (ConnectionProblem, EncryptionKeyError) as err:
-        _exit(1, f"{description}: {err}")
+        exit_now(1, f"{description}: {err}")
     except SystemExit as err:
         if isinstance(err.code, str):
-            _exit(1, err.code)
-        _exit(err.code or 0)
+            exit_now(1, err.code)
+        exit_now(err.code or 0)
     except KeyboardInterrupt:
-        _exit(130)
-
-
-def _exit(code: int, message: str | None = None) -> NoReturn:
-    """Print `message` (if any) on stderr and end the process at once with `code`."""
-    if message is not None:
-        print(message, file=sys.stderr, flush=True)
-    # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's import
-    # thread) still run crashed it now and then (PyGILState_Release), turning a clean one-line
-    # exit into a core dump. The worker has shut down: nothing is left to clean up.
-    logging.shutdown()
-    os._exit(code)
+        exit_now(130)
+    exit_now(0)
 
 
 def configure_logging() -> None:
