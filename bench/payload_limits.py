@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,7 @@ async def timed(awaitable: object) -> tuple[str, float]:
 
 
 async def probe(client: Client, handle: WorkflowHandle, kind: str, size: int) -> Probe:
+    big: Awaitable[object]
     if kind == "message":
         big = handle.execute_update(AgentWorkflow.send_message, "x" * size)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -49,6 +49,7 @@ async def stock_env() -> AsyncIterator[WorkflowEnvironment]:
 
 async def send_oversized(handle: WorkflowHandle, kind: str, size: int) -> str:
     """Send `size` bytes as a message or a note; how it was refused."""
+    update: Awaitable[object]
     if kind == "message":
         update = handle.execute_update(AgentWorkflow.send_message, "x" * size)
     else:
