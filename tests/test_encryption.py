@@ -23,7 +23,11 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
-from temporalio.converter import CompositePayloadConverter
+from temporalio.converter import (
+    ActivitySerializationContext,
+    CompositePayloadConverter,
+    WorkflowSerializationContext,
+)
 from temporalio.exceptions import ApplicationError
 
 from app.agent.models import AgentInput
@@ -36,6 +40,7 @@ from app.core.codec import (
     REASON_METADATA,
     REQUIRED_ENV,
     UNREADABLE_ENCODING,
+    WORKFLOW_METADATA,
     EncryptionCodec,
     EncryptionKey,
     EncryptionKeyError,
@@ -129,6 +134,53 @@ async def test_junk_labelled_as_encrypted_or_unreadable_is_refused_with_its_key_
     assert refused.metadata[REASON_METADATA] == (
         b"a payload arrived labelled unreadable: it is refused"
     )
+
+
+def in_workflow(codec: EncryptionCodec, workflow_id: str) -> EncryptionCodec:
+    return codec.with_context(WorkflowSerializationContext(namespace="ns", workflow_id=workflow_id))
+
+
+async def test_a_payload_is_bound_to_its_workflow_and_refused_in_another():
+    key = EncryptionKey.generate()
+    codec = EncryptionCodec([key])
+    [bound] = await in_workflow(codec, "conversation-a").encode([plain_payload()])
+    assert bound.metadata[WORKFLOW_METADATA] == b"conversation-a"
+    # Its own workflow (also as an activity of it), and a reader without a context, read it.
+    assert await in_workflow(codec, "conversation-a").decode_strictly([bound]) == [plain_payload()]
+    activity = ActivitySerializationContext(
+        namespace="ns",
+        activity_id="1",
+        activity_type="execute_tool",
+        activity_task_queue="q",
+        workflow_id="conversation-a",
+        workflow_type="AgentWorkflow",
+        is_local=False,
+    )
+    assert await codec.with_context(activity).decode_strictly([bound]) == [plain_payload()]
+    assert await codec.decode_strictly([bound]) == [plain_payload()]
+    with pytest.raises(EncryptionKeyError) as caught:
+        await in_workflow(codec, "conversation-b").decode_strictly([bound])
+    assert str(caught.value) == (
+        f"a payload encrypted (key id {key.id}) for workflow 'conversation-a' arrived for "
+        "workflow 'conversation-b': it is refused"
+    )
+    # Relabelling it for the other workflow breaks its authentication.
+    moved = Payload()
+    moved.CopyFrom(bound)
+    moved.metadata[WORKFLOW_METADATA] = b"conversation-b"
+    with pytest.raises(EncryptionKeyError, match="fails authentication"):
+        await in_workflow(codec, "conversation-b").decode_strictly([moved])
+    del moved.metadata[WORKFLOW_METADATA]
+    with pytest.raises(EncryptionKeyError, match="fails authentication"):
+        await in_workflow(codec, "conversation-b").decode_strictly([moved])
+
+
+async def test_payloads_written_without_a_context_still_read_in_every_workflow():
+    key = EncryptionKey.generate()
+    codec = EncryptionCodec([key])
+    [unbound] = await codec.encode([plain_payload()])
+    assert WORKFLOW_METADATA not in unbound.metadata
+    assert await in_workflow(codec, "any").decode_strictly([unbound]) == [plain_payload()]
 
 
 async def test_required_encryption_refuses_plain_payloads_and_needs_a_key():

@@ -35,6 +35,7 @@ from app.core.codec import (
     ENCRYPTED_ENCODING,
     KEY_ENV,
     KEY_FILE_ENV,
+    WORKFLOW_METADATA,
     EncryptionCodec,
     EncryptionKey,
     encrypting_data_converter,
@@ -195,6 +196,11 @@ async def test_every_payload_in_the_histories_is_encrypted_nexus_and_it_workflow
         assert others <= {bookkeeping}, plain
         if bookkeeping in plain:
             assert set(json.loads(plain[bookkeeping].data)) <= LOCAL_ACTIVITY_BOOKKEEPING
+    # Bound to their workflow where the SDK says which it is: the conversation's own, and the
+    # result of the IT workflow behind a Nexus operation to that workflow (read without a
+    # context by the caller, so checked against its own authenticated id).
+    bound_to = {p.metadata[WORKFLOW_METADATA] for e in conversation for p in payloads_in(e)}
+    assert bound_to - {b""} == {stack.conversation.encode(), jira_id.encode()}, bound_to
     nexus_calls = [
         e for e in conversation if e.HasField("nexus_operation_scheduled_event_attributes")
     ]

@@ -13,13 +13,17 @@ key, junk labelled as encrypted, or a plain one when `AGENT_ENCRYPTION_REQUIRED`
 error of the whole program: the codec hands on an "unreadable" payload carrying the reason, and
 the payload converter raises `EncryptionKeyError` with that reason where the value is used. So the
 SDK fails only that one thing (rejects that Update, drops that signal, fails that activity or
-Nexus task, or retries that workflow task) and the worker serves everything else.
+Nexus task, or retries that workflow task) and the worker serves everything else. Where the SDK
+says which workflow a payload belongs to (its serialization context), the payload is bound to
+that workflow id: the id is authenticated with the ciphertext, so a payload copied into another
+workflow is refused. Payloads written without a context (and before binding existed) still read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -35,10 +39,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
+    ActivitySerializationContext,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     EncodingPayloadConverter,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
 )
 
 from app.core.converter import SharedPydanticPayloadConverter
@@ -50,6 +58,8 @@ KEY_FILE_ENV = "AGENT_ENCRYPTION_KEY_FILE"
 REQUIRED_ENV = "AGENT_ENCRYPTION_REQUIRED"
 ENCRYPTED_ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+# The workflow id a payload is bound to (authenticated as associated data, so it cannot be changed).
+WORKFLOW_METADATA = "encryption-workflow-id"
 # What the codec hands on in place of a payload it cannot decrypt: no data, only the reason.
 UNREADABLE_ENCODING = b"binary/unreadable"
 REASON_METADATA = "unreadable-reason"
@@ -161,9 +171,12 @@ def write_key_file(path: Path, key: EncryptionKey) -> None:
         )
 
 
-class EncryptionCodec(PayloadCodec):
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM over whole payloads; with no keys, plain payloads pass and encrypted ones are
     unreadable. With `require_encrypted`, plain payloads are unreadable too."""
+
+    # The workflow this copy of the codec encodes and decodes for; None without a context.
+    workflow_id: str | None = None
 
     def __init__(self, keys: Sequence[EncryptionKey], *, require_encrypted: bool = False) -> None:
         if require_encrypted and not keys:
@@ -179,18 +192,31 @@ class EncryptionCodec(PayloadCodec):
         """Whether payloads are encrypted (a key is configured)."""
         return bool(self.keys)
 
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """This codec bound to the workflow the SDK says the payloads belong to, if any."""
+        workflow_id = None
+        if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
+            workflow_id = context.workflow_id or None
+        if workflow_id == self.workflow_id:
+            return self
+        bound = copy.copy(self)
+        bound.workflow_id = workflow_id
+        return bound
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Each payload encrypted with the first key (unchanged when there is none)."""
         if not self.keys:
             return list(payloads)
         key_id = self.keys[0].id
         cipher = self._ciphers[key_id]
+        metadata = {"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()}
+        if self.workflow_id is not None:
+            metadata[WORKFLOW_METADATA] = self.workflow_id.encode()
+        associated = _associated_data(key_id, self.workflow_id)
         encoded = []
         for payload in payloads:
             nonce = os.urandom(NONCE_BYTES)
-            # The key id is authenticated too: a payload cannot be relabelled undetected.
-            sealed = cipher.encrypt(nonce, payload.SerializeToString(), key_id.encode())
-            metadata = {"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()}
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), associated)
             encoded.append(Payload(metadata=metadata, data=nonce + sealed))
         return encoded
 
@@ -239,15 +265,34 @@ class EncryptionCodec(PayloadCodec):
                 f"keys ({known}): add that key (after the current one) to {KEY_ENV} or "
                 f"{KEY_FILE_ENV}"
             )
+        bound_to = None
+        if WORKFLOW_METADATA in payload.metadata:
+            bound_to = payload.metadata[WORKFLOW_METADATA].decode(errors="replace")
+            # Without a context (the codec server, a list of workflows) the payload's own
+            # workflow id is used: it is authenticated, so it cannot have been changed.
+            if self.workflow_id is not None and bound_to != self.workflow_id:
+                raise EncryptionKeyError(
+                    f"a payload encrypted (key id {key_id}) for workflow {bound_to[:200]!r} "
+                    f"arrived for workflow {self.workflow_id!r}: it is refused"
+                )
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, sealed, key_id.encode())
+            plain = cipher.decrypt(nonce, sealed, _associated_data(key_id, bound_to))
             return Payload.FromString(plain)
         except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce and a tag
             raise EncryptionKeyError(
                 f"a payload encrypted with key id {key_id} fails authentication: it was altered "
                 "after encryption, or is not ciphertext at all"
             ) from None
+
+
+def _associated_data(key_id: str, workflow_id: str | None) -> bytes:
+    """What is authenticated beside the ciphertext: the key id, and the workflow id if bound.
+
+    An unbound payload's associated data is the key id alone, as before binding existed."""
+    if workflow_id is None:
+        return key_id.encode()
+    return key_id.encode() + b"\0workflow\0" + workflow_id.encode()
 
 
 def unreadable_payload(reason: str) -> Payload:
