@@ -8,6 +8,7 @@ and that an endpoint deleted while the worker runs makes its tools answer "unava
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PlanInput,
         utf8_size,
     )
-    from app.agent.stream.workflow_side import ConversationEvents
+    from app.agent.stream.workflow_side import ConversationEvents, WorkflowStream
     from app.agent.tools.approvals import (
         Approvals,
         PendingApprovals,
@@ -78,8 +78,8 @@ class AgentWorkflow:
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
-        # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
-        self._events = ConversationEvents(input.stream_state)
+        # Live progress on a Workflow Stream (the SDK wants it built here, in @workflow.init).
+        self._events = ConversationEvents(WorkflowStream(input.stream_state))
         self._approvals = Approvals(self._events)
         self._tools = ToolRunner(self._config, self._approvals, self._events)
         self._usage: ConversationUsage = input.usage

@@ -39,7 +39,7 @@ async def execute_tool(request: ToolRequest) -> ToolResult:
     except ValidationError as err:
         # The workflow routes by name; the arguments are checked here, against today's model.
         problem = f"Error: invalid arguments for {request.name}: {validation_summary(err)}"
-        return ToolResult(content=cap_text(problem, request.max_result_chars), is_error=True)
+        return ToolResult(content=cap_text(problem, request.max_result_chars))
     except ValueError as err:  # InvalidToolArguments and pydantic's ValidationError
         # Errors echo their input (a huge expression, say): they are capped like results.
         return ToolResult(content=cap_text(f"Error: {err}", request.max_result_chars))
