@@ -102,14 +102,16 @@ async def test_golden_history_replays_with_todays_code(path: Path):
 
 async def encrypted_copy(history: WorkflowHistory, key: EncryptionKey) -> WorkflowHistory:
     """`history` as an encrypted fleet would have written it: every payload the SDK encodes is
-    ciphertext; search attributes and the SDK core's local-activity bookkeeping stay plain."""
+    ciphertext; search attributes and the SDK core's bookkeeping (local-activity and patch
+    markers) stay plain."""
     codec = EncryptionCodec([key])
     events = []
     for event in history.events:
         copy = type(event)()
         copy.CopyFrom(event)
         for path, payload in paths_and_payloads(copy):
-            if "search_attributes" in path or path.endswith("details[data].payloads"):
+            core_bookkeeping = ("details[data].payloads", "details[patch-data].payloads")
+            if "search_attributes" in path or path.endswith(core_bookkeeping):
                 continue
             [sealed] = await codec.encode([payload])
             payload.CopyFrom(sealed)
