@@ -189,11 +189,13 @@ async def test_every_payload_in_the_histories_is_encrypted_nexus_and_it_workflow
         # The SDK's own bookkeeping of a local activity (its id, type, attempt and times) is
         # written by the SDK's core, not the codec; the activity's result beside it is encrypted.
         bookkeeping = ".marker_recorded_event_attributes.details[data].payloads"
+        # So are the core's patch markers (`workflow.patched`): a patch id, no conversation text.
+        patches = ".marker_recorded_event_attributes.details[patch-data].payloads"
         # Search attributes are indexed by the server, so they are never encrypted (as
         # docs/encryption.md says): the agent's are counts and a cost, never conversation text.
         search_attributes = ".upsert_workflow_search_attributes_event_attributes."
         others = {path for path in plain if not path.startswith(search_attributes)}
-        assert others <= {bookkeeping}, plain
+        assert others <= {bookkeeping, patches}, plain
         if bookkeeping in plain:
             assert set(json.loads(plain[bookkeeping].data)) <= LOCAL_ACTIVITY_BOOKKEEPING
     # Bound to their workflow where the SDK says which it is: the conversation's own, and the

@@ -585,8 +585,8 @@ TOOL_NAMES = "calculator, echo, jira_metrics, get_ip, create_jira_issue, stock_p
         ),
         pytest.param(
             WireCall("call_bad", "calculator", "{not json"),
-            "Error: invalid arguments for calculator: arguments: Invalid JSON: key must be a "
-            "string at line 1 column 2",
+            "Error: invalid arguments for calculator: arguments: Invalid JSON (Expecting property "
+            "name enclosed in double quotes: line 1 column 2 (char 1))",
             id="not-json",
         ),
         pytest.param(
