@@ -126,7 +126,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
-    async with TextPublisher(input.turn_id) as publisher:
+    async with TextPublisher(input.turn_id, watched=input.watched) as publisher:
         try:
             async with heartbeating():
                 # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
@@ -135,6 +135,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 # has no key, and the fallbacks.
                 messages = fit_to_context(candidate_models(settings), messages, tools)
                 on_text = publisher.text if publisher.streams_text else None
+                publisher.calling()
                 response, model = await complete(messages, tools, settings, on_text)
                 if response.choices and not response.choices[0].message.tool_calls:
                     publisher.answered()

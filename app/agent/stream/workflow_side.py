@@ -4,16 +4,24 @@
 publishes the turn's progress events (`app.agent.stream.events`) on one topic, keeps the log short
 (at the start of each turn it drops the events of turns before the previous one, so the log and the
 state carried across continue-as-new do not grow with the conversation), and hands its state to the
-next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text.
+next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text, but
+only while someone watches: the stream's poll Update is wrapped to note when subscribers poll
+(`watched`), so a conversation that nobody follows costs no text signals and no workflow tasks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
 from temporalio import workflow
-from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
+from temporalio.contrib.workflow_streams import PollInput, WorkflowStream, WorkflowStreamState
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.models import AgentStatus
+    from app.agent.llm.usage import UsageTotals
+    from app.agent.models import AgentStatus, Message, PlanInput
     from app.agent.stream.events import (
         EVENT_TYPE,
         EVENTS_TOPIC,
@@ -23,6 +31,12 @@ with workflow.unsafe.imports_passed_through():
         TurnAnswered,
         TurnStarted,
     )
+
+# The stream's long-poll Update: a public wire name (its client sends it by this name).
+POLL_UPDATE = "__temporal_workflow_stream_poll"
+# A subscriber that polled this recently still watches: it polls again within the stream client's
+# 100 ms cool-down after each batch, and a long poll stays open while nothing is published.
+WATCHER_GRACE = timedelta(seconds=10)
 
 
 class ConversationEvents:
@@ -37,6 +51,43 @@ class ConversationEvents:
         self._previous_turn_offset = self._offset()
         # Where the turn in progress starts (its TurnStarted event); None between turns.
         self.turn_offset: int | None = None
+        self._open_polls = 0
+        self._last_poll: datetime | None = None
+        self._detached = False
+        self._watch_polls()
+
+    def _watch_polls(self) -> None:
+        """Wrap the stream's poll Update to count its subscribers (it changes no command)."""
+        poll: Callable[[PollInput], Awaitable[Any]] | None = workflow.get_update_handler(
+            POLL_UPDATE
+        )
+        if poll is None:
+            return
+
+        async def watched_poll(payload: PollInput) -> Any:
+            self._open_polls += 1
+            self._last_poll = workflow.now()
+            try:
+                return await poll(payload)
+            finally:
+                self._open_polls -= 1
+                self._last_poll = workflow.now()
+
+        def validate_poll(payload: PollInput) -> None:
+            # As the stream's own validator: subscribers retry this type on the next run.
+            if self._detached:
+                raise ApplicationError(
+                    "Workflow pollers are detached for continue-as-new", type="StreamDraining"
+                )
+
+        workflow.set_update_handler(POLL_UPDATE, watched_poll, validator=validate_poll)
+
+    @property
+    def watched(self) -> bool:
+        """Whether a client follows the stream: a poll is open, or one ended moments ago."""
+        if self._open_polls:
+            return True
+        return self._last_poll is not None and workflow.now() - self._last_poll < WATCHER_GRACE
 
     def turn_started(self, turn: int) -> None:
         """A new turn, named by its `send_message` Update id; older turns leave the log."""
@@ -78,6 +129,10 @@ class ConversationEvents:
         self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=answer, model=model))
         self.turn_offset = None
 
+    def plan_input(self, window: list[Message], spent: UsageTotals) -> PlanInput:
+        """A planning call's input, naming the turn whose text it streams, if anyone watches."""
+        return PlanInput(messages=window, spent=spent, turn_id=self.turn_id, watched=self.watched)
+
     def shown_in(self, status: AgentStatus) -> AgentStatus:
         """`status` with the turn in progress, if any, and the offset its events start at."""
         if self.turn_offset is None:
@@ -86,6 +141,7 @@ class ConversationEvents:
 
     def detach(self) -> None:
         """Release subscribers before the run ends; they follow the conversation's next run."""
+        self._detached = True
         self._stream.detach_pollers()
 
     def state(self) -> WorkflowStreamState:

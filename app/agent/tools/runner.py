@@ -75,6 +75,13 @@ def describe_call(call: ToolCall) -> str:
     return call.name
 
 
+def call_summary(name: str, args: BaseModel, limit: int = 80) -> str:
+    """A tool call as the Web UI names its step: `calculator 15 * 23`, `stock_price AAPL`."""
+    values = " ".join(str(value) for value in args.model_dump(mode="json").values())
+    text = f"{name} {values}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
@@ -202,14 +209,23 @@ class ToolRunner:
         )
         timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
         retry = RetryPolicy(maximum_attempts=3)
+        summary = call_summary(tool.name, args)
         try:
             if self._config.local_tools_as_local_activities:
                 result = await workflow.execute_local_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
             else:
                 result = await workflow.execute_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
         except ActivityError as err:
             return f"Error: the {tool.name} tool failed: {failure_message(err)}"
@@ -223,6 +239,7 @@ class ToolRunner:
                 tool.route.operation,
                 args,
                 schedule_to_close_timeout=timedelta(seconds=timeout),
+                summary=call_summary(tool.name, args),
             )
         except NexusOperationError as err:
             if timeout_type(err) is not None:
