@@ -48,10 +48,7 @@ from app.core.connection import (
     temporal_address,
 )
 from app.core.dev_server import dev_server_args, find_binary
-
-# The orchestrator runs as two processes (workflows, LLM calls), so LiteLLM's CPU never delays
-# a workflow task.
-from app.core.names import DEMO_DEPLOYMENTS as DEPLOYMENTS
+from app.core.names import DEMO_DEPLOYMENTS as DEPLOYMENTS  # the orchestrator as two processes
 from app.core.names import ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
