@@ -7,10 +7,10 @@ its Python needs temporalio, litellm, pydantic, python-dotenv and simpleeval. No
 The origin runs on a dev server with the defaults its README starts (`--origin-server tuned`
 gives it the project's settings), the project on the one its README starts; both call
 `fake_openai.py` (this folder, 0 ms, over HTTP), with the project's text streaming on and
-nobody watching. Turns of one kind alternate (origin, project, project, origin, ...), so noise hits both alike. For each kind
-it reports latency p50 and p95, history events and workflow tasks per turn (from the first
-Update's acceptance), CPU milliseconds per turn of every worker process, and the issue's targets
-with PASS or MISS; the background load comes with every figure.
+nobody watching. Turns of one kind alternate (origin, project, project, origin, ...), so noise
+hits both alike. For each kind it reports latency p50 and p95, history events and workflow tasks
+per turn (from the first Update's acceptance), CPU milliseconds per turn of every worker process,
+and the issue's targets with PASS or MISS; the background load comes with every figure.
 """
 
 from __future__ import annotations
