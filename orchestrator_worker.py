@@ -23,7 +23,15 @@ from collections.abc import Sequence
 
 from temporalio.client import Client
 
-from app.agent.llm.client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.llm.client import (
+    READY_TEXT,
+    BudgetSettings,
+    LLMSettings,
+    announce_worker_model,
+    litellm_ready,
+    warm_up,
+    worker_model,
+)
 from app.agent.worker import PARTS, Part, orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
@@ -50,8 +58,10 @@ async def main(client: Client | None = None, parts: Sequence[Part] = PARTS) -> N
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
     worker = orchestrator_worker(client, parts)
     if "llm" not in parts:
-        # No LiteLLM in this process: the LLM worker names the model (`get_status` shows it
-        # when this process can name it without importing LiteLLM).
+        # No LiteLLM in this process: `get_status` shows the configured model; the LLM worker's
+        # log says which one answers (the offline model when the configured one has no key).
+        if worker_model() is None:
+            announce_worker_model(LLMSettings.from_env().model)
         await run_until_stopped(worker, "Orchestrator worker (workflows)")
         return
     tasks: set[asyncio.Task[None]] = set()
