@@ -132,7 +132,9 @@ async def test_the_demo_answers_the_four_questions_and_stops_everything(first_ru
     assert "Traceback" not in result.stderr
     assert ANSI_ESCAPE not in result.stdout + result.stderr
     assert "Temporal: starting the dev server on 127.0.0.1:" in result.stderr
-    assert "Workers: starting the orchestrator worker, IT Nexus worker" in result.stderr
+    assert "Workers: starting the orchestrator worker (workflows, tools), LLM worker, IT Nexus" in (
+        result.stderr
+    )
     assert_nothing_left_running(first_run.state)
 
 

@@ -157,11 +157,10 @@ async def test_a_terminal_client_restarted_mid_turn_shows_the_turn_from_its_star
 
     try:
         await expect("A turn is in progress")
-        # The answer's first words are on screen while the turn is still running, once.
-        mid_turn = await expect("I'm the offline model")
+        # Nobody watched when the planning call started (the first client was piped), so its
+        # text is not streamed: the turn is shown from its start, and the answer arrives whole.
         view = await handle.query(AgentWorkflow.get_history)
         assert [m.role for m in view.messages] == ["user"]
-        assert mid_turn.count("Hello!") == 1, screen.display
         await expect("real LLM")
         shown = await expect("You:")
         child.sendcontrol("d")

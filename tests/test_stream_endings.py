@@ -22,7 +22,7 @@ from app.agent.llm.client import LLMSettings, complete, litellm_module
 from app.agent.models import AgentConfig, Message, PlanInput
 from app.agent.stream.events import DropPartialText, LLMAttemptFailed, ToolCallStarted
 from app.agent.workflow import AgentWorkflow
-from tests.doubles import real_agent, send
+from tests.doubles import real_agent, send, watching
 from tests.fake_providers import (
     WIRES,
     FakeProvider,
@@ -74,7 +74,8 @@ async def test_a_cut_stream_is_retried_its_text_dropped_and_its_tool_call_never_
     )
     async with FakeProvider(script, wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
-        async with real_agent(dev_env, FAST_RETRIES) as handle:
+        # Someone watches, so the text streams: the workflow streams it to watchers only.
+        async with real_agent(dev_env, FAST_RETRIES) as handle, watching(dev_env.client, handle):
             assert await send(handle, "Should I delete the production database?") == ANSWER
             events = await turn_events(dev_env, handle.id)
             assert await send(handle, "What is the ROI of 1000 at 5% for 3 years?") == (
@@ -211,7 +212,8 @@ async def test_arguments_that_are_not_json_go_back_to_the_model_on_every_wire(
 
     async with FakeProvider(script, wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
-        async with real_agent(dev_env, FAST_RETRIES) as handle:
+        # Watched, so the reply streams: Anthropic's wire carries such arguments only in a stream.
+        async with real_agent(dev_env, FAST_RETRIES) as handle, watching(dev_env.client, handle):
             answer = await send(handle, "What is 15 * 23?")
     assert answer.startswith("The tool said: Error: invalid arguments for calculator:")
     assert "Invalid JSON" in answer
@@ -256,7 +258,8 @@ async def test_the_usage_of_failed_attempts_is_counted_in_the_turn(
     script = InOrder([ended_early(text, 6), text, wire.text("")])
     async with FakeProvider(script, wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
-        async with real_agent(dev_env, FAST_RETRIES) as handle:
+        # Someone watches, so the text streams: the workflow streams it to watchers only.
+        async with real_agent(dev_env, FAST_RETRIES) as handle, watching(dev_env.client, handle):
             assert await send(handle, "Should I delete the production database?") == ANSWER
             failed = await send(handle, "And now?")
             usage = await handle.query(AgentWorkflow.get_usage)

@@ -41,7 +41,7 @@ from app.agent.stream.events import (
 from app.agent.tools.catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
 from app.cli.chat.live import LiveView
-from tests.doubles import real_agent, send
+from tests.doubles import real_agent, send, watching
 from tests.fake_providers import (
     WIRES,
     FakeProvider,
@@ -170,7 +170,7 @@ async def test_the_workflow_streams_the_answers_text(
     slow = Reply(whole.body, events=whole.events, event_delay_seconds=0.1)
     async with FakeProvider(lambda _: slow, wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
-        async with real_agent(dev_env) as handle:
+        async with real_agent(dev_env) as handle, watching(dev_env.client, handle):
             assert await send(handle, "What is 15 * 23?") == ANSWER
             events = await turn_events(dev_env, handle.id)
             usage = await handle.query(AgentWorkflow.get_usage)
@@ -202,7 +202,7 @@ async def test_a_stream_dropped_mid_answer_is_retried_and_its_partial_text_dropp
     cut = Reply(whole.body, events=whole.events, cut_after=6, event_delay_seconds=0.2)
     async with FakeProvider(InOrder([cut, whole]), wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
-        async with real_agent(dev_env) as handle:
+        async with real_agent(dev_env) as handle, watching(dev_env.client, handle):
             assert await send(handle, "What is 15 * 23?") == ANSWER
             events = await turn_events(dev_env, handle.id)
     assert len(server.requests) == 2

@@ -7,9 +7,11 @@ receives. Every workflow, activity and query takes and returns one of these mode
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio.common import RetryPolicy
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from app.agent.llm.usage import ConversationUsage, LLMUsage, UsageTotals
@@ -132,6 +134,14 @@ class AgentConfig(BaseModel):
     # A tool call that needs a person's approval and gets no decision this soon counts as denied.
     approval_timeout_seconds: float = 600.0
 
+    def llm_retry_policy(self) -> RetryPolicy:
+        """The planning call's retry policy: Temporal owns LLM retries."""
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=self.llm_retry_initial_seconds),
+            maximum_interval=timedelta(seconds=self.llm_retry_max_seconds),
+            maximum_attempts=self.llm_max_attempts,
+        )
+
 
 class AnsweredMessage(BaseModel):
     """A message's Update id and the answer it got, remembered across continue-as-new."""
@@ -205,6 +215,9 @@ class PlanInput(BaseModel):
     spent: UsageTotals = Field(default_factory=UsageTotals)
     # The turn (its `send_message` Update id) whose text the activity publishes as it arrives.
     turn_id: str = ""
+    # Whether a client follows the conversation's stream: text is streamed only then (the
+    # workflow knows from the stream's polls; inputs recorded before this field stream as before).
+    watched: bool = True
 
 
 class PlanOutput(BaseModel):

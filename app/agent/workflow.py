@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
@@ -33,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         ConversationView,
         HistoryPage,
         Message,
-        PlanInput,
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents, WorkflowStream
@@ -46,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.tools.runner import ToolRunner, TurnSpending, describe_call, timeout_type
     from app.core.errors import failure_message
     from app.core.names import AGENT_COST_USD, AGENT_TOKENS, AGENT_TURNS, AGENT_WORKFLOW_NAME
+    from app.core.names import llm_task_queue as planning_queue
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
@@ -281,7 +280,7 @@ class AgentWorkflow:
 
     async def _step(self, start: int, window: list[Message], spent: TurnSpending) -> str | None:
         """One planning call and what follows: the answer, or None once its tools have run."""
-        reply = await self._plan_next_action(window)
+        reply = await self._plan_next_action(window, spent.steps)
         if isinstance(reply, LLMFailure):
             return self._end_failed_turn(start, reply.answer)
         self._history.append(reply)
@@ -319,7 +318,7 @@ class AgentWorkflow:
         self._history[start:] = [user_message, failure]
         return answer
 
-    async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
+    async def _plan_next_action(self, window: list[Message], step: int = 1) -> Message | LLMFailure:
         config = self._config
         # This conversation's own budget (AgentConfig); the worker checks the operator's.
         spent = self._usage.total
@@ -330,16 +329,15 @@ class AgentWorkflow:
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                PlanInput(messages=window, spent=self._usage.total, turn_id=self._events.turn_id),
+                self._events.plan_input(window, spent),
+                # Core's replay check compares an activity's id and type, not its task queue.
+                task_queue=planning_queue(workflow.info().task_queue),
+                summary=f"plan step {step}",
                 start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
                 # The whole planning step, retries included, ends within this deadline.
                 schedule_to_close_timeout=timedelta(seconds=config.llm_deadline_seconds),
                 heartbeat_timeout=timedelta(seconds=config.llm_heartbeat_timeout_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=config.llm_retry_initial_seconds),
-                    maximum_interval=timedelta(seconds=config.llm_retry_max_seconds),
-                    maximum_attempts=config.llm_max_attempts,
-                ),
+                retry_policy=config.llm_retry_policy(),
             )
         except ActivityError as err:
             # The turn ends with an explanation; the conversation stays usable.

@@ -14,17 +14,31 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
-from temporalio.worker import Worker
+from temporalio.client import Client
 
 from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem
 from app.core.exiting import exit_now
 
 
+class RunnableWorker(Protocol):
+    """A `temporalio.worker.Worker`, or several run together (`app.agent.worker.Workers`)."""
+
+    @property
+    def client(self) -> Client: ...
+
+    @property
+    def task_queue(self) -> str: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, exc_type: Any, exc: Any, traceback: Any) -> Any: ...
+
+
 async def run_until_stopped(
-    worker: Worker, description: str, once_polling: Callable[[], object] | None = None
+    worker: RunnableWorker, description: str, once_polling: Callable[[], object] | None = None
 ) -> None:
     """Run `worker` until SIGINT or SIGTERM arrives; in-flight tasks get the graceful timeout.
 

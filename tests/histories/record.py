@@ -47,7 +47,7 @@ from app.agent.models import (
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.approvals import ToolDecision
 from app.agent.tools.endpoints import check_endpoints
-from app.agent.worker import orchestrator_worker
+from app.agent.worker import Workers, orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import FINANCE, IT
@@ -290,7 +290,7 @@ async def latency(milliseconds: int) -> AsyncIterator[None]:
             os.environ["OFFLINE_MODEL_LATENCY_MS"] = before
 
 
-def orchestrator_for(client: Client, recording: Recording) -> Worker:
+def orchestrator_for(client: Client, recording: Recording) -> Worker | Workers:
     task_queue = f"golden-{recording.kind}"
     if recording.planner is None:
         return orchestrator_worker(client, task_queue=task_queue, identity=IDENTITY)

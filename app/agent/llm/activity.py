@@ -180,7 +180,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     tools = tool_schemas()
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
-    async with TextPublisher(input.turn_id) as publisher:
+    async with TextPublisher(input.turn_id, watched=input.watched) as publisher:
         try:
             async with heartbeating():
                 # The first import takes seconds: in a thread, so heartbeats and other tasks go on.
@@ -191,6 +191,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 models = candidate_models(settings)
                 messages = fit_to_context(models, messages, tools, settings.max_input_tokens)
                 on_text = publisher.text if publisher.streams_text else None
+                publisher.calling()
                 try:
                     response, model = await complete(
                         messages, tools, settings, on_text, publisher.restart

@@ -4,16 +4,20 @@
 publishes the turn's progress events (`app.agent.stream.events`) on one topic, keeps the log short
 (at the start of each turn it drops the events of turns before the previous one, so the log and the
 state carried across continue-as-new do not grow with the conversation), and hands its state to the
-next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text. The texts
-an event carries are capped (`EVENT_TEXT_LIMIT`): the answer is the Update's result anyway, and the
-log is carried across continue-as-new, inside the run's byte budget. The workflow builds the
-`WorkflowStream` itself, in its `@workflow.init`, as the SDK requires, and hands it over; offsets
-are read through the stream's documented offset query.
+next run. Clients subscribe with `WorkflowStreamClient`; the LLM activity publishes text, but
+only while someone watches: the stream's poll Update is wrapped to note when subscribers poll
+(`watched`, so a conversation that nobody follows costs no text signals and no workflow tasks)
+and to bound how many polls stay open. The texts an event carries are capped
+(`EVENT_TEXT_LIMIT`): the answer is the Update's result anyway, and the log is carried across
+continue-as-new, inside the run's byte budget. The workflow builds the `WorkflowStream` itself, in
+its `@workflow.init`, as the SDK requires, and hands it over; offsets are read through the stream's
+documented offset query.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
@@ -26,7 +30,8 @@ from temporalio.contrib.workflow_streams import (
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.models import AgentStatus, cap_text
+    from app.agent.llm.usage import UsageTotals
+    from app.agent.models import AgentStatus, Message, PlanInput, cap_text
     from app.agent.stream.events import (
         EVENT_TYPE,
         EVENTS_TOPIC,
@@ -56,6 +61,9 @@ _STREAM_DRAINING = "StreamDraining"
 __all__ = ["OFFSET_QUERY", "ConversationEvents", "WorkflowStream"]
 # The query every WorkflowStream registers for its current offset (listed in its docstring).
 OFFSET_QUERY = "__temporal_workflow_stream_offset"
+# A subscriber that polled this recently still watches: it polls again within the stream client's
+# 100 ms cool-down after each batch, and a long poll stays open while nothing is published.
+WATCHER_GRACE = timedelta(seconds=10)
 
 
 class ConversationEvents:
@@ -71,21 +79,25 @@ class ConversationEvents:
         # Where the turn in progress starts (its TurnStarted event); None between turns.
         self.turn_offset: int | None = None
         self._open_polls = 0
+        self._last_poll: datetime | None = None
         self._detached = False
-        self._cap_polls()
+        self._wrap_polls()
 
-    def _cap_polls(self) -> None:
-        """Wrap the stream's poll handler (public handler APIs) to bound the polls it holds."""
+    def _wrap_polls(self) -> None:
+        """Wrap the stream's poll handler (public handler APIs): note when subscribers poll, and
+        bound the polls held open. It changes no command."""
         poll = workflow.get_update_handler(POLL_UPDATE)
         assert poll is not None, "WorkflowStream registers its poll Update"
 
-        async def capped_poll(payload: PollInput) -> PollResult:
+        async def watched_poll(payload: PollInput) -> PollResult:
             self._open_polls += 1
+            self._last_poll = workflow.now()
             try:
                 result: PollResult = await poll(payload)
                 return result
             finally:
                 self._open_polls -= 1
+                self._last_poll = workflow.now()
 
         def validate_poll(payload: PollInput) -> None:
             if self._detached:  # as the stream's own validator: subscribers retry on the next run
@@ -99,7 +111,14 @@ class ConversationEvents:
                     type=STREAM_BUSY,
                 )
 
-        workflow.set_update_handler(POLL_UPDATE, capped_poll, validator=validate_poll)
+        workflow.set_update_handler(POLL_UPDATE, watched_poll, validator=validate_poll)
+
+    @property
+    def watched(self) -> bool:
+        """Whether a client follows the stream: a poll is open, or one ended moments ago."""
+        if self._open_polls:
+            return True
+        return self._last_poll is not None and workflow.now() - self._last_poll < WATCHER_GRACE
 
     def turn_started(self, turn: int) -> None:
         """A new turn, named by its `send_message` Update id; older turns leave the log."""
@@ -164,6 +183,10 @@ class ConversationEvents:
         capped = cap_text(answer, EVENT_TEXT_LIMIT)
         self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=capped, model=model))
         self.turn_offset = None
+
+    def plan_input(self, window: list[Message], spent: UsageTotals) -> PlanInput:
+        """A planning call's input, naming the turn whose text it streams, if anyone watches."""
+        return PlanInput(messages=window, spent=spent, turn_id=self.turn_id, watched=self.watched)
 
     def shown_in(self, status: AgentStatus) -> AgentStatus:
         """`status` with the turn in progress, if any, and the offset its events start at."""

@@ -118,6 +118,13 @@ def describe_call(call: ToolCall) -> str:
     return call.name
 
 
+def call_summary(name: str, arguments: dict[str, Any], limit: int = 80) -> str:
+    """A tool call as the Web UI names its step: `calculator 15 * 23`, `stock_price AAPL`."""
+    values = " ".join(str(value) for value in arguments.values())
+    text = f"{name} {values}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
@@ -282,14 +289,23 @@ class ToolRunner:
         )
         timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
         retry = RetryPolicy(maximum_attempts=3)
+        summary = call_summary(tool.name, arguments)
         try:
             if self._config.local_tools_as_local_activities:
                 result = await workflow.execute_local_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
             else:
                 result = await workflow.execute_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
         except ActivityError as err:
             return f"Error: the {tool.name} tool failed: {failure_message(err)}"
@@ -309,6 +325,7 @@ class ToolRunner:
                 arguments,
                 schedule_to_close_timeout=timedelta(seconds=timeout),
                 headers=headers or None,
+                summary=call_summary(tool.name, arguments),
             )
         except NexusOperationError as err:
             if tool.requires_approval and not definite_failure(err):

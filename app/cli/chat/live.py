@@ -151,9 +151,16 @@ class LiveView:
 
 
 async def follow_turn(
-    client: Client, conversation_id: str, turn_id: str, from_offset: int, view: LiveView
+    client: Client,
+    conversation_id: str,
+    turn_id: str,
+    from_offset: int,
+    view: LiveView,
+    polling: asyncio.Event | None = None,
 ) -> None:
-    """Show the events of turn `turn_id` until its answer, reconnecting where it left off."""
+    """Show the events of turn `turn_id` until its answer, reconnecting where it left off.
+
+    `polling` is set as the first poll leaves (the workflow streams text only to watchers)."""
     stream = WorkflowStreamClient.create(client, conversation_id)
     offset = from_offset
     try:
@@ -162,6 +169,9 @@ async def follow_turn(
         published = 0
     if offset >= published:
         view.caught_up.set()
+    if polling is not None:
+        # The subscription's first poll is sent before this task next yields.
+        polling.set()
     while True:
         try:
             async for item in stream.subscribe(
