@@ -33,6 +33,7 @@ from app.it.worker import it_worker
 from tests.conftest import client_for
 from tests.stack_processes import (
     ANSI_ESCAPE,
+    DrawnTerminal,
     PseudoTerminal,
     Running,
     program_env,
@@ -160,7 +161,7 @@ async def test_a_second_client_attached_to_the_conversation_decides(
     assert second.stdout.count("Agent: ") == 1
     assert finished.returncode == 0, finished.stderr
     assert (
-        "create_jira_issue (call_2_0) no longer waits: it was decided elsewhere, or timed out."
+        "create_jira_issue (call_2_0) no longer waits: it was approved elsewhere."
         in finished.stdout
     )
     assert CREATED in finished.stdout
@@ -208,6 +209,61 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient, tmp
     await end(stack, conversation)
 
 
+# Needs a workflow that publishes ApprovalRequested / ApprovalDecided on its stream.
+SPINNER = re.compile(r"(sending|thinking|writing|calling|waiting for)[^\n]*\(\d+\.\d s\)")
+
+
+async def test_a_question_decided_elsewhere_is_erased_and_a_denied_call_is_not_ok(
+    stack: Client, jira: SampleJiraClient, tmp_path: Path
+):
+    """Items 1 and 2 of issue 22: an approval decided elsewhere (as with the `temporal` CLI)
+    erases its y/N line and says so on a line of its own; no spinner stays on screen; a call
+    denied with `n` ends with `not run: denied`, never `ok`."""
+    env = client_env(stack) | {"XDG_STATE_HOME": str(tmp_path)}
+    screen = DrawnTerminal.spawn(["client.py"], env, rows=30, cols=110)
+    try:
+        await screen.wait_to_see("You:")
+        conversation = screen.text().split("Conversation: ")[1].split()[0]
+        handle = stack.get_workflow_handle_for(AgentWorkflow.run, conversation)
+        screen.type(SLOW_LOGIN + "\r")
+        await screen.wait_to_see("? [y/N]")
+        [pending] = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+        decision = ToolDecision(
+            call_id=pending.call_id,
+            approve=True,
+            approval_id=pending.approval_id,
+            digest=pending.digest,
+        )
+        await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
+        await screen.wait_to_see("no longer waits: it was approved elsewhere.")
+        await screen.wait_to_see("Agent: I created")
+        await screen.wait_to_see("You:", 2)
+        screen.type(BROKEN_SEARCH + "\r")
+        await screen.wait_to_see("? [y/N]")
+        screen.type("n duplicate of PROJ-100\r")
+        await screen.wait_to_see("Agent: I did not")
+        await screen.wait_to_see("You:", 3)
+        screen.type("quit\r")
+        assert await screen.wait_to_exit() == 0
+    finally:
+        screen.close()
+    lines = screen.lines()
+    text = "\n".join(lines)
+    # The first question was erased, not left half-answered; the note is a line of its own.
+    assert "create_jira_issue (call_2_0) no longer waits: it was approved elsewhere." in lines
+    assert text.count("? [y/N]") == 1, text
+    assert "Allow create_jira_issue(project=PROJ, ...)? [y/N] n duplicate of PROJ-100" in lines
+    # Item 2: the denied call did not run, and the screen says so.
+    assert any(line.startswith("  <- create_jira_issue not run: denied (") for line in lines), text
+    assert sum("<- create_jira_issue ok (" in line for line in lines) == 1, text
+    # No spinner is left anywhere, neither over a prompt nor after quit.
+    assert SPINNER.search(text) is None, text
+    shown = [line for line in lines if line]
+    assert shown[-2].startswith(f"Conversation {conversation} stays open"), text
+    assert [issue.summary for issue in jira.created.values()] == ["The login page is slow"]
+    await end(stack, conversation)
+
+
 # --- The terminal and the desk, without a server ---------------------------------------------
 
 
@@ -234,12 +290,9 @@ async def test_a_read_abandoned_by_its_caller_hands_its_line_to_the_next_one():
 async def test_a_late_y_or_n_is_dropped_and_held_lines_come_first():
     terminal, stdin, stderr = piped_terminal()
 
-    async def no_command(text: str) -> bool:
-        raise AssertionError(text)
-
-    desk = ApprovalDesk(terminal, lambda: None, no_command, {"quit"})  # type: ignore[arg-type,return-value]
+    desk = ApprovalDesk(terminal, lambda: None)  # type: ignore[arg-type,return-value]
     desk.held_lines.append("held message")
-    desk._abandoned_question = True  # as after "no longer waits: it was decided elsewhere"
+    desk.abandoned_question = True  # as after "no longer waits: it was decided elsewhere"
     os.write(stdin, b"y\nnext message\n")
     assert await asyncio.wait_for(desk.next_line("You: "), 5) == "held message"
     assert await asyncio.wait_for(desk.next_line("You: "), 5) == "next message"

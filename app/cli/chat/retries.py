@@ -27,7 +27,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from app.agent.models import AgentResult
 from app.agent.sending import is_run_full
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.terminal import Terminal
 from app.core.connection import one_line
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
@@ -62,7 +61,11 @@ def rpc_problem(err: RPCError, address: str) -> str:
     return one_line(err.message or str(err), 200)
 
 
-def silent_workflow_hint(problem: str) -> str:
+# How a user of `client.py` gets an orchestrator worker; the demo says what it does instead.
+START_WORKER = f"start it with `uv run {ORCHESTRATOR.program}`"
+
+
+def silent_workflow_hint(problem: str, start_worker: str = START_WORKER) -> str:
     """Why a running turn has gone quiet, from the error its status query got."""
     if "failed state" in problem:
         # The server says the workflow task keeps failing: the worker's log says why.
@@ -71,29 +74,31 @@ def silent_workflow_hint(problem: str) -> str:
             "log; has `uv run python -m app.core.setup` run?): the turn carries on once fixed"
         )
     return (
-        "the orchestrator worker is not answering: is `uv run orchestrator_worker.py` running? "
-        "The turn carries on where it stopped when a worker is back"
+        f"the orchestrator worker is not answering ({start_worker}): "
+        "the turn carries on where it stopped when a worker is back"
     )
 
 
-def no_worker_hint() -> str:
+def no_worker_hint(start_worker: str = START_WORKER) -> str:
     """What to do when no orchestrator worker polls: messages wait for one."""
     return (
-        f"no orchestrator worker is polling {ORCHESTRATOR.task_queue}: start it with "
-        f"`uv run {ORCHESTRATOR.program}` (messages wait until one does)"
+        f"no orchestrator worker is polling {ORCHESTRATOR.task_queue}: {start_worker} "
+        "(messages wait until one does)"
     )
 
 
-def slow_acceptance_hint(worker_polls: bool | None, waited_seconds: float) -> str:
+def slow_acceptance_hint(
+    worker_polls: bool | None, waited_seconds: float, start_worker: str = START_WORKER
+) -> str:
     """Why a message has not been taken up yet, from whether a worker polls."""
     if worker_polls is False:
         return (
             f"your message is waiting: no orchestrator worker is polling "
-            f"{ORCHESTRATOR.task_queue} (start it with `uv run {ORCHESTRATOR.program}`)"
+            f"{ORCHESTRATOR.task_queue} ({start_worker})"
         )
     return (
-        f"no orchestrator worker has taken your message in {waited_seconds:g} s: is "
-        f"`uv run {ORCHESTRATOR.program}` running? (still waiting)"
+        f"no orchestrator worker has taken your message in {waited_seconds:g} s "
+        f"({start_worker}; still waiting)"
     )
 
 
@@ -102,12 +107,12 @@ class Retries:
 
     def __init__(
         self,
-        terminal: Terminal,
+        report: Callable[[str], None],
         address: str,
         conversation_id: str,
         describe: Callable[[], Awaitable[WorkflowExecutionDescription]],
     ) -> None:
-        self.terminal = terminal
+        self.report = report
         self.address = address
         self.conversation_id = conversation_id
         self.describe = describe
@@ -125,7 +130,7 @@ class Retries:
             # comes when a queued message is answered, however long that takes.
             if not self.told_queue_full:
                 self.told_queue_full = True
-                self.terminal.error(
+                self.report(
                     "too many queued messages in this conversation: yours is sent as soon as "
                     "one of them is answered (Ctrl-C to leave)"
                 )
@@ -151,7 +156,7 @@ class Retries:
         ):
             if not self.told:
                 self.told = True
-                self.terminal.error(
+                self.report(
                     f"lost contact with the Temporal server at {self.address}: retrying for up to "
                     f"{RETRY_LIMIT_SECONDS:g} s (Ctrl-C to leave)"
                 )
@@ -170,7 +175,7 @@ class Retries:
         self.run_full_since = self.run_full_since or now
         if now - self.run_full_since > RUN_FULL_HINT_SECONDS and not self.told_run_full:
             self.told_run_full = True
-            self.terminal.error(
+            self.report(
                 "the conversation is moving to a new run and has not taken your message yet: "
                 "still trying (Ctrl-C to leave)"
             )

@@ -63,10 +63,26 @@ STOP_TIMEOUT_SECONDS = 10.0
 PID_FILE = "demo-pids.json"
 
 
-def demo_command() -> str:
-    """How to run the demo again with the same state folder (for the resume hint)."""
+def demo_command(args: argparse.Namespace | None = None) -> str:
+    """How to run the demo again with the same state folder and the flags that choose the
+    server and the encryption (for the resume hint)."""
     folder = os.environ.get("DEMO_STATE_DIR")
-    return f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
+    command = f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
+    if args is None:
+        return command
+    for flag, value in (
+        ("--address", args.address),
+        ("--port", args.port),
+        ("--ui-port", args.ui_port),
+        ("--codec-port", args.codec_port if args.encrypt else None),
+    ):
+        if value is not None:
+            command += f" {flag} {shlex.quote(str(value))}"
+    if args.headless:
+        command += " --headless"
+    if args.encrypt:
+        command += " --encrypt"
+    return command
 
 
 def state_dir() -> Path:
@@ -117,19 +133,21 @@ class Demo:
         if self.args.conversation_id:
             # Before the workers, which take seconds to start: a wrong id is known at once.
             lookup = await look_up(client, self.args.conversation_id)
-            if problem := attach_problem(lookup, client.namespace, demo_command()):
+            if problem := attach_problem(lookup, client.namespace, demo_command(self.args)):
                 raise DemoError(problem)
         if self.encryption:
             self.codec_server = await self.encryption.start_codec_server(
                 self.state, self.env, web_ui, self.args.startup_timeout
             )
             self.write_pids()
-            self.progress.line(self.encryption.describe())
+            self.progress.line(self.encryption.describe(address))
         await self.setup_nexus(client)
         await self.start_workers()
         # It restarts a worker that dies, once that worker has polled (until then a death is a
         # failure to start, which ends the demo), and reports the dev server's death.
-        supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
+        supervisor = Supervisor(
+            self.workers, self.restart_worker, self.terminal.notice, self.server
+        )
         watching = asyncio.ensure_future(supervisor.watch())
         ready = asyncio.ensure_future(self.wait_until_ready(client, supervisor.started))
         waiting = asyncio.ensure_future(supervisor.all_started.wait())
@@ -162,8 +180,9 @@ class Demo:
                 self.terminal,
                 conversation_id=self.args.conversation_id,
                 web_ui=web_ui,
-                resume_command=demo_command(),
+                resume_command=demo_command(self.args),
                 workers_starting=not ready.done() and not self.args.conversation_id,
+                start_worker=self.worker_advice(),
             )
         )
         try:
@@ -176,11 +195,19 @@ class Demo:
                 await asyncio.gather(session, return_exceptions=True)
                 raise failure
             if not session.done():
-                self.terminal.error(ready.result())
+                self.terminal.notice(ready.result())
             return await session
         finally:
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
+
+    def worker_advice(self) -> str:
+        """What the chat's hints tell a demo user about the orchestrator worker."""
+        log = shown_path(self.state / ORCHESTRATOR.log_name)
+        return (
+            f"the demo restarts it when it stops; its log says why: {log}; or leave and run "
+            f"`{demo_command(self.args)}`"
+        )
 
     def server_address(self) -> tuple[str, str | None]:
         """The address to reuse or start a server at, and its Web UI if it is local."""

@@ -43,6 +43,12 @@ def exit_status(code: int) -> str:
         return f"killed by signal {-code}"
 
 
+def last_log_line(child: Child) -> str:
+    """The last line of `child`'s log: usually why it stopped (the exception's message)."""
+    tail = child.log_tail(1).strip()
+    return tail if tail and tail != "(no log)" else "nothing in its log"
+
+
 class Supervisor:
     """Restarts the demo's workers when they die; reports the dev server's death once."""
 
@@ -86,8 +92,8 @@ class Supervisor:
             if child.pid in self._starting:
                 continue
             stopped = (
-                f"demo: the {child.name} stopped ({exit_status(child.exit_code)}); its log: "
-                f"{shown_path(child.log)}"
+                f"demo: the {child.name} stopped ({exit_status(child.exit_code)}: "
+                f"{last_log_line(child)}); its log: {shown_path(child.log)}"
             )
             if self._keeps_dying(child.name):
                 self._given_up.add(child.name)
