@@ -187,6 +187,11 @@ async def test_new_starts_another_conversation_and_end_ends_this_one(served: Cli
         WorkflowExecutionStatus.RUNNING,
         WorkflowExecutionStatus.COMPLETED,
     ]
+    # The Web UI's list and page say what each conversation is and where to read it.
+    summary, details = await described[0].static_summary(), await described[0].static_details()
+    assert summary is not None and summary.startswith("Chat with the durable agent, started ")
+    assert details is not None and "the **Queries** tab, `get_history`" in details
+    assert f"--address {address(served)} --namespace default --workflow-id {first}" in details
     await end(served, first)
 
 

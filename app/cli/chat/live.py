@@ -1,13 +1,14 @@
-"""The live view of a turn on a terminal: the conversation's Workflow Stream, rendered with rich.
+"""The turn as the conversation's Workflow Stream tells it, and what a terminal shows of it.
 
 `follow_turn` subscribes to the conversation's stream (`WorkflowStreamClient`, experimental in
-temporalio 1.35) from the offset the turn started at, keeps only that turn's events, and
-resubscribes from the last offset it saw when the connection drops, so every event is shown
+temporalio 1.35) from the offset the turn started at, hands on only that turn's events, and
+resubscribes from the last offset it saw when the connection drops, so every event is handed on
 once. `turn_in_progress` finds the turn a conversation is working on when the chat attaches (a
-client restarted mid-turn), with the offset its events start at. `LiveView` shows the answer's
-text as it arrives, a line per tool call as it starts and ends, a spinner with what the agent is
-doing, and the finished answer as Markdown. Everything the model or a tool wrote is stripped of
-control sequences first: an answer cannot retitle or clear the terminal.
+client restarted mid-turn), with the offset its events start at. `LiveView` turns the events
+into what the terminal draws: a line per tool call as it starts and ends (`not run` for a call
+whose approval was refused), the answer's text as it arrives (its end only, when it is taller
+than the terminal), and a spinner with what the agent is doing. Everything the model or a tool
+wrote is stripped of control sequences first: an answer cannot retitle or clear the terminal.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The user's side of the chat: lines in, the transcript out, and how things are rendered.
+"""The chat's screen: the one object that reads the user's lines and draws the transcript.
 
 On a terminal the chat reads lines with `prompt_toolkit` (line editing, Up/Down history kept in
-a file across sessions, no 4,095-character line limit) and shows turns live with `rich`; with
+a file across sessions, or in memory only when the conversation is encrypted, no 4,095-character
+line limit) and shows the turn in flight live with `rich` (`LiveView` says what to draw); with
 piped input or output it prints plain `You:` / `Agent:` lines and nothing else on stdout, so
-scripts can read it. Errors and hints always go to stderr, one line each.
+scripts can read it. Errors and hints always go to stderr, one line each. While a turn runs, other
+tasks hand it lines through the turn's queue (`Terminal.notice`), so nothing draws over a prompt.
 """
 
 from __future__ import annotations

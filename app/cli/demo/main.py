@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,8 @@ from temporalio.service import RPCError
 from app.cli.chat.lookup import attach_problem, look_up
 from app.cli.chat.program import run_session, run_until_interrupted
 from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
-from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError, add_arguments
+from app.cli.demo.command_line import DEFAULT_PORT, demo_command, parse_args
+from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError
 from app.cli.demo.progress import DemoError, Progress, server_error, shown_path
 from app.cli.demo.supervisor import Supervisor, wait_until_ready
 from app.core.connection import (
@@ -52,8 +52,6 @@ from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
-DEFAULT_PORT = 7233
-STARTUP_TIMEOUT_SECONDS = 30.0
 # A program on the port that accepts connections but does not speak Temporal's API would
 # otherwise keep a connection attempt waiting forever.
 PROBE_TIMEOUT_SECONDS = 3.0
@@ -61,28 +59,6 @@ PROBE_TIMEOUT_SECONDS = 3.0
 # after this long it is killed rather than kept waiting for.
 STOP_TIMEOUT_SECONDS = 10.0
 PID_FILE = "demo-pids.json"
-
-
-def demo_command(args: argparse.Namespace | None = None) -> str:
-    """How to run the demo again with the same state folder and the flags that choose the
-    server and the encryption (for the resume hint)."""
-    folder = os.environ.get("DEMO_STATE_DIR")
-    command = f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
-    if args is None:
-        return command
-    for flag, value in (
-        ("--address", args.address),
-        ("--port", args.port),
-        ("--ui-port", args.ui_port),
-        ("--codec-port", args.codec_port if args.encrypt else None),
-    ):
-        if value is not None:
-            command += f" {flag} {shlex.quote(str(value))}"
-    if args.headless:
-        command += " --headless"
-    if args.encrypt:
-        command += " --encrypt"
-    return command
 
 
 def state_dir() -> Path:
@@ -367,45 +343,6 @@ class Demo:
             await self.codec_server.stop(STOP_TIMEOUT_SECONDS)
         self.progress.done("stopped")
         self.workers, self.server, self.codec_server = [], None, None
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The demo's command line."""
-    parser = argparse.ArgumentParser(
-        prog="demo",
-        description=(
-            "Run the whole durable agent (Temporal dev server, namespaces and Nexus endpoints, "
-            "three workers) and chat with it. Everything started stops when the chat ends."
-        ),
-    )
-    parser.add_argument(
-        "--conversation-id", help="resume this conversation instead of starting a new one"
-    )
-    parser.add_argument(
-        "--address",
-        help="Temporal server to reuse, or to start on this machine (default: TEMPORAL_ADDRESS, "
-        f"or localhost:{DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        help="Temporal port to reuse or start the dev server on (default: TEMPORAL_ADDRESS's "
-        f"port, or {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--ui-port", type=int, help="Web UI port of a started dev server (default: port + 1000)"
-    )
-    parser.add_argument(
-        "--headless", action="store_true", help="start the dev server without its Web UI"
-    )
-    parser.add_argument(
-        "--startup-timeout",
-        type=float,
-        default=STARTUP_TIMEOUT_SECONDS,
-        help="seconds to wait for the server and for each worker (default: %(default)g)",
-    )
-    add_arguments(parser)  # --encrypt, --codec-port
-    return parser.parse_args(argv)
 
 
 async def main(argv: list[str] | None = None) -> int:
