@@ -12,21 +12,26 @@ import asyncio
 import io
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from rich.console import Console
+from temporalio.client import Client, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
 from app.agent.llm.client import litellm_module
+from app.agent.models import AgentInput
+from app.agent.stream.events import ApprovalDecided, ApprovalRequested, ToolCallFinished
 from app.agent.tools.approvals import ToolDecision
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.approvals import ApprovalDesk
+from app.cli.chat.approvals import ApprovalDesk, Question, decision_update_id
+from app.cli.chat.live import LiveView
 from app.cli.chat.terminal import Terminal
-from app.core.names import IT
+from app.core.names import IT, ORCHESTRATOR
 from app.core.setup import ensure_nexus_setup
 from app.it.activities import SampleJiraClient
 from app.it.worker import it_worker
@@ -298,3 +303,63 @@ async def test_a_late_y_or_n_is_dropped_and_held_lines_come_first():
     assert await asyncio.wait_for(desk.next_line("You: "), 5) == "next message"
     assert stderr.getvalue() == "That answer came too late: the call was no longer waiting.\n"
     os.close(stdin)
+
+
+def test_the_same_decision_sent_again_has_the_same_update_id():
+    decision = ToolDecision(call_id="call_2_0", approve=True, approval_id="a-1", digest="d")
+    again = decision.model_copy()
+    assert decision_update_id(decision) == decision_update_id(again)
+    other = {
+        decision_update_id(decision.model_copy(update=change))
+        for change in ({"approve": False}, {"note": "why"}, {"approval_id": "a-2"})
+    }
+    assert len(other) == 3 and decision_update_id(decision) not in other
+
+
+def test_a_refused_call_ends_as_not_run_never_ok():
+    view = LiveView(Console(file=io.StringIO()))
+    ended: list[str] = []
+    for outcome in ("timed_out", "denied", "approved"):
+        approval = f"approval-{outcome}"
+        view.apply(
+            ApprovalRequested(
+                turn_id="t", approval_id=approval, tool="x", arguments="{}", digest="d"
+            )
+        )
+        view.apply(ApprovalDecided(turn_id="t", approval_id=approval, outcome=outcome))
+        finished = ToolCallFinished(turn_id="t", call_id="c", tool="x", ok=True, duration_ms=5)
+        ended += [line.plain for line in view.apply(finished)]
+    assert ended == [
+        "  <- x not run: timed out (5 ms)",
+        "  <- x not run: denied (5 ms)",
+        "  <- x ok (5 ms)",
+    ]
+
+
+async def test_a_decision_retried_after_a_lost_answer_decides_once(
+    stack: Client, jira: SampleJiraClient
+):
+    # The chat's own decision, sent twice with one Update id (as a retry after a lost answer):
+    # the second gets the first one's result, not "already approved".
+    handle = await stack.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(),
+        id=f"conversation-{uuid.uuid4().hex[:8]}",
+        task_queue=ORCHESTRATOR.task_queue,
+    )
+    update = await handle.start_update(
+        AgentWorkflow.send_message, SLOW_LOGIN, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+    pending: list = []
+    while not pending:
+        pending = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+        await asyncio.sleep(0.1)
+    out, err = io.StringIO(), io.StringIO()
+    desk = ApprovalDesk(Terminal(io.StringIO(), out, err), lambda: handle)
+    call = Question.of(pending[0])
+    assert await desk.decide(call, True, "") and await desk.decide(call, True, "")
+    assert err.getvalue() == ""
+    assert out.getvalue() == "Approved: create_jira_issue runs now.\n" * 2
+    assert (await update.result()).startswith("I created PROJ-124")
+    assert len(jira.created) == 1
+    await end(stack, handle.id)

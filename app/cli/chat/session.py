@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
@@ -328,8 +327,16 @@ class ChatSession:
             if current is None or not current.cancelling():
                 self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
 
-    def silence_checks(self) -> tuple[Any, ...]:
-        """What `watch_silence` needs, after the report callable."""
+    def silence_checks(
+        self,
+    ) -> tuple[
+        tuple[float, float],
+        Callable[[], Awaitable[str | None]],
+        Callable[[], Awaitable[tuple[AgentStatus | None, str]]],
+        Callable[[], Awaitable[bool]],
+        Callable[[str], str],
+    ]:
+        """What `watch_silence` needs besides the turn and the report callable."""
         hint_after = (ACCEPT_HINT_SECONDS, SILENT_WORKER_HINT_SECONDS)
         return (
             hint_after,

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.agent.models import AgentStatus
 from app.agent.stream.events import AgentEvent, ApprovalDecided, ApprovalRequested, TurnAnswered
 from app.agent.workflow import AgentWorkflow
 from app.cli.chat.approvals import (
@@ -94,11 +95,28 @@ class Hint:
 
 
 @dataclass(frozen=True)
+class WaitsUnannounced:
+    """The status says a call waits for approval, but the stream announced none (a workflow
+    older than the approval events): ask `get_pending_approvals`."""
+
+
+@dataclass(frozen=True)
 class StreamTail:
     """The stream has had its time to deliver the turn's last events."""
 
 
-Event = Streamed | CaughtUp | Accepted | Answered | Failed | Typed | Hint | StreamTail | Notice
+Event = (
+    Streamed
+    | CaughtUp
+    | Accepted
+    | Answered
+    | Failed
+    | Typed
+    | Hint
+    | StreamTail
+    | WaitsUnannounced
+    | Notice
+)
 
 
 class TurnMachine:
@@ -130,6 +148,7 @@ class TurnMachine:
         # Calls `get_pending_approvals` lists when joining a turn whose stream says nothing of
         # approvals (a workflow older than the approval events).
         self.fallback: list[Question] = []
+        self.fallback_seen: set[str] = set()
         self.asking: Question | None = None
         self.asked = 0
         self.reading: asyncio.Task[str | None] | None = None
@@ -171,17 +190,21 @@ class TurnMachine:
             self.caught_up = True
             if self.text is None and not self.approval_events:
                 # Joining a turn of a workflow that does not publish approval events: ask it.
-                pending = await self.desk.pending(quiet=True) or []
-                self.fallback = [Question.of(call) for call in pending]
+                await self._ask_the_workflow()
             await self._next_question()
+        elif isinstance(event, WaitsUnannounced):
+            if not self.approval_events:
+                await self._ask_the_workflow()
+                await self._next_question()
         elif isinstance(event, Accepted):
             self.turn.accepted = True
             if self.terminal.turn is not None:
                 self.terminal.turn.doing = "waiting for the agent"
         elif isinstance(event, Answered):
             self.answer = event.text
-            if self.reading is not None:  # the turn is over: nothing waits any more
+            if self.asking is not None:  # the turn is over: nothing waits any more
                 await self._withdraw()
+                self.asking = self.desk.waiting = None
             if not self.terminal.live or self.stream_answered or self._stream_gone():
                 return True
             # The stream is a little behind the Update's result: let it show the last lines.
@@ -237,6 +260,13 @@ class TurnMachine:
             self._ask(self.fallback.pop(0))
             return
         self.terminal.resume_display()
+
+    async def _ask_the_workflow(self) -> None:
+        """Queue the calls `get_pending_approvals` lists that were not asked about yet."""
+        for call in await self.desk.pending(quiet=True) or []:
+            if call.call_id not in self.fallback_seen:
+                self.fallback_seen.add(call.call_id)
+                self.fallback.append(Question.of(call))
 
     def _ask(self, call: Question) -> None:
         self.asking = self.desk.waiting = call
@@ -372,7 +402,24 @@ class TurnMachine:
         )
 
     async def _watch(self) -> None:
-        await watch_silence(self.turn, self._hint, *self.session.silence_checks())
+        hint_after, slow_acceptance, status, server_answers, silent = self.session.silence_checks()
+
+        async def checked_status() -> tuple[AgentStatus | None, str]:
+            # The one status query of a quiet turn also tells whether a call waits unannounced.
+            current, problem = await status()
+            if current is not None and current.state == "waiting_for_approval":
+                self.post(WaitsUnannounced())
+            return current, problem
+
+        await watch_silence(
+            self.turn,
+            self._hint,
+            hint_after,
+            slow_acceptance,
+            checked_status,
+            server_answers,
+            silent,
+        )
 
     def _hint(self, text: str) -> None:
         self.post(Hint(text))
