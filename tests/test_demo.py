@@ -487,7 +487,7 @@ async def test_an_ended_conversation_is_reported_before_any_worker_starts(
     assert_one_line_failure(
         result,
         f"conversation {ended} has ended (terminated); start a new one with "
-        f"`DEMO_STATE_DIR={tmp_path} uv run demo`",
+        f"`DEMO_STATE_DIR={tmp_path} uv run demo --address {address}`",
     )
     assert worker_logs(tmp_path) == []
     assert_nothing_left_running(tmp_path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.agent.models import AgentStatus
@@ -35,6 +34,18 @@ from app.cli.chat.live import follow_turn
 from app.cli.chat.retries import RunFull, await_answer, deliver
 from app.cli.chat.silence import TurnInFlight, watch_silence
 from app.cli.chat.terminal import Notice
+from app.cli.chat.turn_events import (
+    Accepted,
+    Answered,
+    CaughtUp,
+    Event,
+    Failed,
+    Hint,
+    Streamed,
+    StreamTail,
+    Typed,
+    WaitsUnannounced,
+)
 
 if TYPE_CHECKING:
     from app.cli.chat.session import ChatSession
@@ -46,77 +57,6 @@ OUTCOMES = {
     "denied": "it was denied elsewhere",
     "timed_out": "nobody decided in time, so it counts as denied",
 }
-
-
-@dataclass(frozen=True)
-class Streamed:
-    """An event of this turn from the conversation's stream."""
-
-    event: AgentEvent
-
-
-@dataclass(frozen=True)
-class CaughtUp:
-    """The events published before the chat began following are all handed over."""
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The workflow accepted the message (a worker took it up)."""
-
-
-@dataclass(frozen=True)
-class Answered:
-    """The Update's result: the turn's answer."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Failed:
-    """Sending or awaiting the answer failed; the error says why."""
-
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class Typed:
-    """A line typed in answer to question number `asked` (None: end of input)."""
-
-    line: str | None
-    asked: int
-
-
-@dataclass(frozen=True)
-class Hint:
-    """A line explaining a wait (no worker, a silent turn, lost contact with the server)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class WaitsUnannounced:
-    """The status says a call waits for approval, but the stream announced none (a workflow
-    older than the approval events): ask `get_pending_approvals`."""
-
-
-@dataclass(frozen=True)
-class StreamTail:
-    """The stream has had its time to deliver the turn's last events."""
-
-
-Event = (
-    Streamed
-    | CaughtUp
-    | Accepted
-    | Answered
-    | Failed
-    | Typed
-    | Hint
-    | StreamTail
-    | WaitsUnannounced
-    | Notice
-)
 
 
 class TurnMachine:
