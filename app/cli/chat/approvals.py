@@ -154,7 +154,9 @@ class ApprovalDesk:
     async def _decide_by_command(self, name: str, rest: str, pending: list[Question]) -> bool:
         words = rest.split(maxsplit=1)
         approve = name == "/approve"
-        by_id = {p.call_id: p for p in pending}
+        by_id = {p.call_id: p for p in pending} | {
+            p.approval_id: p for p in pending if p.approval_id
+        }
         if words and words[0] in by_id:
             return await self.decide(by_id[words[0]], approve, words[1] if len(words) > 1 else "")
         if len(pending) == 1 and (not words or not approve):

@@ -54,15 +54,20 @@ CATCH_UP_SECONDS = 3.0
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200
-# Escape sequences (CSI, OSC, and two-character ones) and C0/C1 controls other than \n and \t.
+# What a model or a tool may write that a terminal would obey (retitle it, clear it, move the
+# cursor, ...): CSI sequences; OSC, DCS, SOS, PM and APC strings; other escape sequences; a lone
+# ESC; and every C0 and C1 control except newline and tab.
 _CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
 
 
 def clean(text: str) -> str:
-    """`text` without terminal control sequences, safe to print on a terminal."""
+    """`text` without terminal control sequences, safe to print on a terminal or into a pipe."""
     return _CONTROL.sub("", text)
 
 
@@ -105,10 +110,10 @@ class LiveView:
             lines += self._commit_partial()
             via = f" via {event.endpoint}" if event.endpoint else ""
             lines.append(_line(f"  -> {event.tool}({one_line(event.arguments, 80)}){via}", "cyan"))
-            self.doing = f"calling {event.tool}"
+            self.doing = f"calling {clean(event.tool)}"
         elif isinstance(event, ApprovalRequested):
             self._requested[event.approval_id] = event.tool
-            self.doing = f"waiting for your approval of {event.tool}"
+            self.doing = f"waiting for your approval of {clean(event.tool)}"
         elif isinstance(event, ApprovalDecided):
             tool = self._requested.pop(event.approval_id, None)
             if tool is not None and event.outcome != "approved":

@@ -42,7 +42,7 @@ from app.cli.chat.silence import TurnInFlight
 from app.cli.chat.terminal import Terminal, workflow_link
 from app.cli.chat.turn import TurnMachine
 from app.cli.chat.web_ui import conversation_details, conversation_summary
-from app.core.codec import codec_of
+from app.core.codec import EncryptionCodec
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
@@ -92,8 +92,8 @@ class ChatSession:
         self.approvals = ApprovalDesk(terminal, lambda: self.handle)
         # With encryption, the typed lines must not sit in a plain-text file: Up recalls the
         # lines of this session only.
-        codec = codec_of(client.data_converter)
-        self.encrypted = codec is not None and codec.encrypts
+        codec = client.data_converter.payload_codec
+        self.encrypted = isinstance(codec, EncryptionCodec) and codec.encrypts
         terminal.keep_history = not self.encrypted
 
     @property

@@ -176,6 +176,9 @@ class Terminal:
 
     def say(self, text: str) -> None:
         """A line of the transcript (above the live view, or above an open prompt)."""
+        # Answers, tool lines, history and usage quote the model and the tools: clean them
+        # here, piped or not (a pipe often ends on a terminal, through `tee` or `less -R`).
+        text = clean(text)
         if self._prompt_open():
             run_in_terminal(lambda: print(text, file=self.stdout, flush=True))
             return
@@ -188,10 +191,11 @@ class Terminal:
             self.say(text)
             return
         with self._display_paused():
-            self.console.print(text, style="dim", markup=False, highlight=False)
+            self.console.print(clean(text), style="dim", markup=False, highlight=False)
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
+        text = clean(text)  # it may quote a tool's or the model's failure message
         if self._prompt_open():
             # Printed while the user types (the demo's notices), it would land in the input
             # line: prompt_toolkit prints it above and redraws the prompt with what was typed.
