@@ -1,10 +1,14 @@
 """What the chat does when Temporal pushes back: its errors, its retries, and its hints.
 
-A message is sent with one Update id, so retrying a send can never run the turn twice. The errors
-a send can survive (the server restarting, the gap between two runs of a continue-as-new, a run
-too full to take more messages, the server's cap on Updates in flight) are retried with backoff;
-anything else becomes one line. Waiting for queued messages or for the next run never gives up:
-those are answered in time, and Ctrl-C leaves.
+The SDK's client already retries each call that fails with a status a retry can cure
+(UNAVAILABLE, RESOURCE_EXHAUSTED, ...: about 10 s of backoff, `temporalio.service.RetryConfig`);
+the chat keeps only what it does not do. A message is sent with one Update id, so sending it again
+can never run the turn twice: the chat sends again through a server restart longer than the SDK's
+budget (saying so), the gap between two runs of a continue-as-new, a run too full to take more
+messages (`ConversationRunFull`), a conversation with enough messages waiting
+(`ConversationBusy`) and the server's cap on Updates in flight; a worker that is down is a hint,
+not an error (messages wait for one). Anything else becomes one line. Waiting for queued messages
+or for the next run never gives up: those are answered in time, and Ctrl-C leaves.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentResult
-from app.agent.sending import is_run_full
+from app.agent.sending import is_busy, is_run_full
 from app.agent.workflow import AgentWorkflow
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -48,6 +52,10 @@ class FatalChatError(ChatError):
 
 class RunFull(ChatError):
     """The run refused the message because it is full; the next run will take it."""
+
+
+class ConversationBusy(RunFull):
+    """Enough messages wait for their answers; this one is taken once one is answered."""
 
 
 class ConversationClosed(ChatError):
@@ -128,20 +136,11 @@ class Retries:
         if is_update_limit(err):
             # The server runs at most 10 Updates per workflow at once: ours waits its turn, which
             # comes when a queued message is answered, however long that takes.
-            if not self.told_queue_full:
-                self.told_queue_full = True
-                self.report(
-                    "too many queued messages in this conversation: yours is sent as soon as "
-                    "one of them is answered (Ctrl-C to leave)"
-                )
-            await self._sleep()
+            await self.after_busy()
             return
         now = time.monotonic()
         self.since = self.since or now
-        if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            # The server's rate limit: wait.
-            pass
-        elif err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             # Between two runs of a continue-as-new the old run is closed and the new one may
             # not be visible yet; only a conversation that is really over is an error.
             if sending:
@@ -154,6 +153,8 @@ class Retries:
             RPCStatusCode.UNKNOWN,
             RPCStatusCode.CANCELLED,
         ):
+            # The SDK has given up on an unreachable server, or an Update's call timed out or
+            # was cut: a server restart can take longer than the SDK's budget.
             if not self.told:
                 self.told = True
                 self.report(
@@ -168,6 +169,23 @@ class Retries:
                 f"gave up after {RETRY_LIMIT_SECONDS:g} s: {rpc_problem(err, self.address)}"
             )
         await self._sleep()
+
+    async def after_busy(self) -> None:
+        """Enough messages wait for their answers: send again once one of them is answered."""
+        if not self.told_queue_full:
+            self.told_queue_full = True
+            self.report(
+                "too many queued messages in this conversation: yours is sent as soon as "
+                "one of them is answered (Ctrl-C to leave)"
+            )
+        await self._sleep()
+
+    async def after_refusal(self, refusal: RunFull) -> None:
+        """The workflow refused the message for now (`ConversationBusy` or a full run)."""
+        if isinstance(refusal, ConversationBusy):
+            await self.after_busy()
+        else:
+            await self.after_run_full()
 
     async def after_run_full(self) -> None:
         """The run is full and about to continue as new: wait a little and send again."""
@@ -208,7 +226,10 @@ def is_update_limit(err: RPCError) -> bool:
 
 
 def rejection(err: WorkflowUpdateFailedError) -> ChatError:
-    """The failed Update as the error to raise: `RunFull` or a one-line `ChatError`."""
+    """The failed Update as the error to raise: `RunFull`, `ConversationBusy` or a one-line
+    `ChatError`."""
+    if is_busy(err):
+        return ConversationBusy(failure_message(err.cause))
     if is_run_full(err):
         return RunFull(failure_message(err.cause))
     return ChatError(failure_message(err.cause))

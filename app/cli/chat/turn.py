@@ -318,18 +318,21 @@ class TurnMachine:
         handle = self.session.handle
         retries = self.session.retries(self._hint)
         while True:
-            if self.text is None:  # accepted before this chat began: only its answer is awaited
-                update = handle.get_update_handle_for(AgentWorkflow.send_message, self.update_id)
-            else:
-                update = await deliver(handle, self.text, self.update_id, retries)
-            self.post(Accepted())
             try:
+                if self.text is None:  # accepted before this chat began: only its answer
+                    update = handle.get_update_handle_for(
+                        AgentWorkflow.send_message, self.update_id
+                    )
+                else:
+                    update = await deliver(handle, self.text, self.update_id, retries)
+                self.post(Accepted())
                 return await await_answer(update, self.session.retries(self._hint))
-            except RunFull:
+            except RunFull as refusal:
                 # Refused (a rejection is in no history), so the same id is new to the next
-                # run, which our handle (no run id) reaches once this one continues as new.
+                # run, which our handle (no run id) reaches once this one continues as new, or
+                # to this run once a waiting message is answered (`ConversationBusy`).
                 self.turn.accepted = False
-                await retries.after_run_full()
+                await retries.after_refusal(refusal)
 
     async def _follow(self) -> None:
         await follow_turn(
