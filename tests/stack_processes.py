@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pexpect
+import pyte
 from temporalio.client import Client
 
 from app.core.names import ORCHESTRATOR, PROJECT_ROOT
@@ -274,3 +276,64 @@ class PseudoTerminal:
             await self.process.wait()
         await asyncio.to_thread(self._reader.join, 5)
         os.close(self.controller)
+
+
+class DrawnTerminal:
+    """A program on a pexpect terminal of `rows` x `cols`, drawn on a pyte screen that keeps its
+    scrollback: what a person sees, and what they would find by scrolling up."""
+
+    def __init__(self, child: pexpect.spawn, rows: int, cols: int) -> None:
+        self.child = child
+        self.screen = pyte.HistoryScreen(cols, rows, history=5000)
+        self._stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+
+    @classmethod
+    def spawn(
+        cls, args: list[str], env: dict[str, str], rows: int = 24, cols: int = 100
+    ) -> DrawnTerminal:
+        """`python <args>` in the project folder on a new terminal."""
+        # The test's terminal never answers prompt_toolkit's cursor position requests.
+        env = env | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        child = pexpect.spawn(
+            sys.executable, args, cwd=str(PROJECT_ROOT), env=env, dimensions=(rows, cols)
+        )
+        return cls(child, rows, cols)
+
+    def pump(self) -> None:
+        """Draw what the program has written since the last call."""
+        while not self.child.closed:
+            try:
+                chunk = self.child.read_nonblocking(65536, timeout=0)
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                return
+            self.raw.extend(chunk)
+            self._stream.feed(chunk)
+
+    def lines(self) -> list[str]:
+        """Every line, the scrollback first, without trailing blanks."""
+        self.pump()
+        columns = range(self.screen.columns)
+        scrolled = ["".join(line[x].data for x in columns) for line in self.screen.history.top]
+        return [line.rstrip() for line in scrolled + list(self.screen.display)]
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def type(self, text: str) -> None:
+        """Type `text`; a trailing "\r" is Enter."""
+        self.child.send(text)
+
+    async def wait_to_see(self, text: str, times: int = 1, timeout: float = 30) -> None:
+        await wait_until(lambda: self.text().count(text) >= times, timeout, repr(text), self.text)
+
+    async def wait_to_exit(self, timeout: float = 20) -> int:
+        """Wait for the program to end; its exit status."""
+        await wait_until(lambda: not self.child.isalive(), timeout, "the exit", self.text)
+        self.pump()
+        self.child.close()
+        return self.child.exitstatus if self.child.exitstatus is not None else -1
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.close(force=True)

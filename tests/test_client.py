@@ -24,6 +24,7 @@ from temporalio import workflow
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import ApplicationError
@@ -35,7 +36,7 @@ import client as client_program
 from app.agent.llm.client import choose_model, litellm_module
 from app.agent.models import AgentConfig, AgentInput, Message
 from app.agent.worker import Workers, orchestrator_worker
-from app.agent.workflow import AgentWorkflow
+from app.agent.workflow import CONVERSATION_BUSY, AgentWorkflow
 from app.cli.chat import retries
 from app.cli.chat import session as chat_session
 from app.cli.chat.session import ChatSession
@@ -187,6 +188,11 @@ async def test_new_starts_another_conversation_and_end_ends_this_one(served: Cli
         WorkflowExecutionStatus.RUNNING,
         WorkflowExecutionStatus.COMPLETED,
     ]
+    # The Web UI's list and page say what each conversation is and where to read it.
+    summary, details = await described[0].static_summary(), await described[0].static_details()
+    assert summary is not None and summary.startswith("Chat with the durable agent, started ")
+    assert details is not None and "the **Queries** tab, `get_history`" in details
+    assert f"--address {address(served)} --namespace default --workflow-id {first}" in details
     await end(served, first)
 
 
@@ -405,15 +411,17 @@ async def session_with(
     return session, out, err
 
 
-async def test_a_busy_server_and_a_run_in_transition_are_retried_with_one_update_id(
+async def test_a_run_in_transition_and_a_busy_conversation_are_retried_with_one_update_id(
     served: Client, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(retries, "RETRY_LIMIT_SECONDS", 30.0)
+    busy = ApplicationError("3 messages are already waiting", type=CONVERSATION_BUSY)
     conversation = FlakyConversation(
         [
-            rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "too many outstanding updates"),
             rpc_error(RPCStatusCode.NOT_FOUND, "workflow execution already completed"),
-            rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "too many outstanding updates"),
+            WorkflowUpdateFailedError(busy),
+            rpc_error(RPCStatusCode.FAILED_PRECONDITION, "workflow execution already completed"),
+            WorkflowUpdateFailedError(busy),
         ],
         WorkflowExecutionStatus.RUNNING,
     )
@@ -421,10 +429,27 @@ async def test_a_busy_server_and_a_run_in_transition_are_retried_with_one_update
 
     await session.send("hello")
 
-    assert err.getvalue() == ""
+    assert err.getvalue() == (
+        "too many queued messages in this conversation: yours is sent as soon as one of them "
+        "is answered (Ctrl-C to leave)\n"
+    )
     assert out.getvalue().splitlines()[-1] == "Agent: answer to hello"
-    assert len(conversation.update_ids) == 4
+    assert len(conversation.update_ids) == 5
     assert len(set(conversation.update_ids)) == 1  # a retry can never be answered twice
+
+
+async def test_a_rate_limit_the_sdk_gave_up_on_is_one_line_and_not_sent_again(served: Client):
+    # The SDK's client retries RESOURCE_EXHAUSTED itself; what reaches the chat is final.
+    conversation = FlakyConversation(
+        [rpc_error(RPCStatusCode.RESOURCE_EXHAUSTED, "namespace rate limit exceeded")], RUNNING
+    )
+    session, out, err = await session_with(served, conversation)
+
+    await session.send("hello")
+
+    assert err.getvalue() == "Error: namespace rate limit exceeded\n"
+    assert "Agent:" not in out.getvalue()
+    assert len(conversation.update_ids) == 1
 
 
 async def test_a_conversation_that_really_ended_is_one_line(served: Client):

@@ -12,27 +12,33 @@ import asyncio
 import io
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from rich.console import Console
+from temporalio.client import Client, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
 from app.agent.llm.client import litellm_module
+from app.agent.models import AgentInput
+from app.agent.stream.events import ApprovalDecided, ApprovalRequested, ToolCallFinished
 from app.agent.tools.approvals import ToolDecision
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.approvals import ApprovalDesk
+from app.cli.chat.approvals import ApprovalDesk, Question, decision_update_id
+from app.cli.chat.live import LiveView
 from app.cli.chat.terminal import Terminal
-from app.core.names import IT
+from app.core.names import IT, ORCHESTRATOR
 from app.core.setup import ensure_nexus_setup
 from app.it.activities import SampleJiraClient
 from app.it.worker import it_worker
 from tests.conftest import client_for
 from tests.stack_processes import (
     ANSI_ESCAPE,
+    DrawnTerminal,
     PseudoTerminal,
     Running,
     program_env,
@@ -160,7 +166,7 @@ async def test_a_second_client_attached_to_the_conversation_decides(
     assert second.stdout.count("Agent: ") == 1
     assert finished.returncode == 0, finished.stderr
     assert (
-        "create_jira_issue (call_2_0) no longer waits: it was decided elsewhere, or timed out."
+        "create_jira_issue (call_2_0) no longer waits: it was approved elsewhere."
         in finished.stdout
     )
     assert CREATED in finished.stdout
@@ -213,6 +219,61 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient, tmp
     await end(stack, conversation)
 
 
+# Needs a workflow that publishes ApprovalRequested / ApprovalDecided on its stream.
+SPINNER = re.compile(r"(sending|thinking|writing|calling|waiting for)[^\n]*\(\d+\.\d s\)")
+
+
+async def test_a_question_decided_elsewhere_is_erased_and_a_denied_call_is_not_ok(
+    stack: Client, jira: SampleJiraClient, tmp_path: Path
+):
+    """Items 1 and 2 of issue 22: an approval decided elsewhere (as with the `temporal` CLI)
+    erases its y/N line and says so on a line of its own; no spinner stays on screen; a call
+    denied with `n` ends with `not run: denied`, never `ok`."""
+    env = client_env(stack) | {"XDG_STATE_HOME": str(tmp_path)}
+    screen = DrawnTerminal.spawn(["client.py"], env, rows=30, cols=110)
+    try:
+        await screen.wait_to_see("You:")
+        conversation = screen.text().split("Conversation: ")[1].split()[0]
+        handle = stack.get_workflow_handle(conversation)
+        screen.type(SLOW_LOGIN + "\r")
+        await screen.wait_to_see("? [y/N]")
+        [pending] = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+        decision = ToolDecision(
+            call_id=pending.call_id,
+            approve=True,
+            approval_id=pending.approval_id,
+            digest=pending.digest,
+        )
+        await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
+        await screen.wait_to_see("no longer waits: it was approved elsewhere.")
+        await screen.wait_to_see("Agent: I created")
+        await screen.wait_to_see("You:", 2)
+        screen.type(BROKEN_SEARCH + "\r")
+        await screen.wait_to_see("? [y/N]")
+        screen.type("n duplicate of PROJ-100\r")
+        await screen.wait_to_see("Agent: I did not")
+        await screen.wait_to_see("You:", 3)
+        screen.type("quit\r")
+        assert await screen.wait_to_exit() == 0
+    finally:
+        screen.close()
+    lines = screen.lines()
+    text = "\n".join(lines)
+    # The first question was erased, not left half-answered; the note is a line of its own.
+    assert "create_jira_issue (call_2_0) no longer waits: it was approved elsewhere." in lines
+    assert text.count("? [y/N]") == 1, text
+    assert "Allow create_jira_issue(project=PROJ, ...)? [y/N] n duplicate of PROJ-100" in lines
+    # Item 2: the denied call did not run, and the screen says so.
+    assert any(line.startswith("  <- create_jira_issue not run: denied (") for line in lines), text
+    assert sum("<- create_jira_issue ok (" in line for line in lines) == 1, text
+    # No spinner is left anywhere, neither over a prompt nor after quit.
+    assert SPINNER.search(text) is None, text
+    shown = [line for line in lines if line]
+    assert shown[-2].startswith(f"Conversation {conversation} stays open"), text
+    assert [issue.summary for issue in jira.created.values()] == ["The login page is slow"]
+    await end(stack, conversation)
+
+
 # --- The terminal and the desk, without a server ---------------------------------------------
 
 
@@ -239,14 +300,71 @@ async def test_a_read_abandoned_by_its_caller_hands_its_line_to_the_next_one():
 async def test_a_late_y_or_n_is_dropped_and_held_lines_come_first():
     terminal, stdin, stderr = piped_terminal()
 
-    async def no_command(text: str) -> bool:
-        raise AssertionError(text)
-
-    desk = ApprovalDesk(terminal, lambda: None, no_command, {"quit"})  # type: ignore[arg-type,return-value]
+    desk = ApprovalDesk(terminal, lambda: None)  # type: ignore[arg-type,return-value]
     desk.held_lines.append("held message")
-    desk._abandoned_question = True  # as after "no longer waits: it was decided elsewhere"
+    desk.abandoned_question = True  # as after "no longer waits: it was decided elsewhere"
     os.write(stdin, b"y\nnext message\n")
     assert await asyncio.wait_for(desk.next_line("You: "), 5) == "held message"
     assert await asyncio.wait_for(desk.next_line("You: "), 5) == "next message"
     assert stderr.getvalue() == "That answer came too late: the call was no longer waiting.\n"
     os.close(stdin)
+
+
+def test_the_same_decision_sent_again_has_the_same_update_id():
+    decision = ToolDecision(call_id="call_2_0", approve=True, approval_id="a-1", digest="d")
+    again = decision.model_copy()
+    assert decision_update_id(decision) == decision_update_id(again)
+    other = {
+        decision_update_id(decision.model_copy(update=change))
+        for change in ({"approve": False}, {"note": "why"}, {"approval_id": "a-2"})
+    }
+    assert len(other) == 3 and decision_update_id(decision) not in other
+
+
+def test_a_refused_call_ends_as_not_run_never_ok():
+    view = LiveView(Console(file=io.StringIO()))
+    ended: list[str] = []
+    for outcome in ("timed_out", "denied", "approved"):
+        approval = f"approval-{outcome}"
+        view.apply(
+            ApprovalRequested(
+                turn_id="t", approval_id=approval, tool="x", arguments="{}", digest="d"
+            )
+        )
+        view.apply(ApprovalDecided(turn_id="t", approval_id=approval, outcome=outcome))
+        finished = ToolCallFinished(turn_id="t", call_id="c", tool="x", ok=True, duration_ms=5)
+        ended += [line.plain for line in view.apply(finished)]
+    assert ended == [
+        "  <- x not run: timed out (5 ms)",
+        "  <- x not run: denied (5 ms)",
+        "  <- x ok (5 ms)",
+    ]
+
+
+async def test_a_decision_retried_after_a_lost_answer_decides_once(
+    stack: Client, jira: SampleJiraClient
+):
+    # The chat's own decision, sent twice with one Update id (as a retry after a lost answer):
+    # the second gets the first one's result, not "already approved".
+    handle = await stack.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(),
+        id=f"conversation-{uuid.uuid4().hex[:8]}",
+        task_queue=ORCHESTRATOR.task_queue,
+    )
+    update = await handle.start_update(
+        AgentWorkflow.send_message, SLOW_LOGIN, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+    pending: list = []
+    while not pending:
+        pending = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+        await asyncio.sleep(0.1)
+    out, err = io.StringIO(), io.StringIO()
+    desk = ApprovalDesk(Terminal(io.StringIO(), out, err), lambda: handle)
+    call = Question.of(pending[0])
+    assert await desk.decide(call, True, "") and await desk.decide(call, True, "")
+    assert err.getvalue() == ""
+    assert out.getvalue() == "Approved: create_jira_issue runs now.\n" * 2
+    assert (await update.result()).startswith("I created PROJ-124")
+    assert len(jira.created) == 1
+    await end(stack, handle.id)

@@ -42,6 +42,7 @@ from app.it.activities import get_host_addresses
 from tests.conftest import start_dev_server
 from tests.stack_processes import (
     ANSI_ESCAPE,
+    DrawnTerminal,
     Finished,
     Running,
     is_running,
@@ -503,7 +504,7 @@ async def test_an_ended_conversation_is_reported_before_any_worker_starts(
     assert_one_line_failure(
         result,
         f"conversation {ended} has ended (terminated); start a new one with "
-        f"`DEMO_STATE_DIR={tmp_path} uv run demo`",
+        f"`DEMO_STATE_DIR={tmp_path} uv run demo --address {address}`",
     )
     assert worker_logs(tmp_path) == []
     assert_nothing_left_running(tmp_path)
@@ -560,4 +561,64 @@ async def test_the_demo_restarts_a_worker_that_dies_until_it_keeps_dying(
         stopped + "it stopped 3 times within 60 s, so the demo no longer restarts it"
     ]
     assert log.read_text().count(f"--- the demo restarts the {IT.name} ---") == 2
+    assert_nothing_left_running(tmp_path)
+
+
+# --- Item 3 of issue 22: hints print the command that works ----------------------------------
+
+
+def test_the_resume_hint_keeps_the_flags_that_choose_the_server_and_the_encryption(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("DEMO_STATE_DIR", "/tmp/my state")
+    args = demo.parse_args(["--encrypt", "--port", "7301", "--codec-port", "8099", "--headless"])
+    assert demo.demo_command(args) == (
+        "DEMO_STATE_DIR='/tmp/my state' uv run demo --port 7301 --codec-port 8099 --headless "
+        "--encrypt"
+    )
+    monkeypatch.delenv("DEMO_STATE_DIR")
+    assert demo.demo_command(demo.parse_args([])) == "uv run demo"
+
+
+async def test_a_worker_that_dies_is_reported_with_the_last_line_of_its_log(tmp_path: Path):
+    command = [sys.executable, "-c", "print('starting'); raise SystemExit('no encryption key')"]
+    child = await Child.start("orchestrator worker", command, tmp_path / "w.log", program_env())
+    await asyncio.wait_for(child.process.wait(), 30)
+    reports: list[str] = []
+
+    async def restart(index: int) -> Child:
+        return child
+
+    supervisor = demo.Supervisor([child], restart, reports.append)
+    supervisor.started(child)
+    await supervisor.check()
+    assert reports == [
+        f"demo: the orchestrator worker stopped (exit code 1: no encryption key); its log: "
+        f"{tmp_path / 'w.log'}; restarting it"
+    ]
+
+
+@pytest.mark.timeout(300)
+async def test_on_a_terminal_the_encrypted_demo_names_its_flags_and_its_address(tmp_path: Path):
+    port, codec_port = free_port(), free_port()
+    screen = DrawnTerminal.spawn(
+        ["-m", "app.cli.demo.main", "--encrypt", "--headless", "--port", str(port)]
+        + ["--codec-port", str(codec_port)],
+        program_env(DEMO_STATE_DIR=str(tmp_path)),
+        rows=40,
+        cols=400,  # wide enough for the longest line: nothing wraps
+    )
+    try:
+        await screen.wait_to_see("You:", timeout=120)
+        screen.type("quit\r")
+        assert await screen.wait_to_exit(60) == 0
+    finally:
+        screen.close()
+    text = screen.text()
+    assert (
+        f"`uv run temporal workflow show --address 127.0.0.1:{port} -w ID --codec-endpoint "
+        f"http://127.0.0.1:{codec_port}`" in text
+    ), text
+    resume = f"uv run demo --port {port} --codec-port {codec_port} --headless --encrypt"
+    assert f"resume it with `DEMO_STATE_DIR={tmp_path} {resume} --conversation-id" in text, text
     assert_nothing_left_running(tmp_path)

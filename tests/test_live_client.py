@@ -13,6 +13,7 @@ import asyncio
 import re
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,12 +23,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from app.agent.llm.client import litellm_module
+from app.agent.models import AgentConfig, AgentInput
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.cli.chat.live import clean
 from app.cli.demo.main import demo_command
-from app.core.names import PROJECT_ROOT
-from tests.stack_processes import program_env, run_program
+from app.core.codec import KEY_ENV, EncryptionKey
+from app.core.names import ORCHESTRATOR, PROJECT_ROOT
+from tests.stack_processes import DrawnTerminal, program_env, run_program
+from tests.test_client_approvals import SPINNER
 
 TRANSCRIPT = Path(__file__).parent / "transcripts" / "piped_chat.txt"
 PIPED_INPUT = "Calculate 15 * 23\nEcho hello\nWhat is 2 plus 3 times 4?\n/history\nquit\n"
@@ -172,3 +176,93 @@ async def test_ctrl_c_on_a_terminal_leaves_at_the_prompt_and_mid_turn(
     assert child.exitstatus == 0
     handle = served.get_workflow_handle(conversation)
     await handle.signal(AgentWorkflow.end_conversation)
+
+
+# --- Issue 22's items 3 to 6, as a person sees them (pyte keeps the scrollback) ---------------
+
+
+def client_screen(served: Client, state: Path, *args: str, rows: int, cols: int, **env: str):
+    variables = program_env(TEMPORAL_ADDRESS=address(served), XDG_STATE_HOME=str(state), **env)
+    return DrawnTerminal.spawn(["client.py", *args], variables, rows=rows, cols=cols)
+
+
+@pytest.mark.timeout(120)
+async def test_an_answer_taller_than_the_terminal_leaves_one_copy_in_the_scrollback(
+    served: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    # Item 4: streamed over three seconds on a 60 x 8 terminal, the answer grows taller than
+    # the terminal while it is written; only the finished answer may stay.
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "3000")
+    screen = client_screen(served, tmp_path, rows=8, cols=60)
+    try:
+        await screen.wait_to_see("You:")
+        conversation = screen.text().split("Conversation: ")[1].split()[0]
+        screen.type("Hello\r")
+        await screen.wait_to_see("Hello!")
+        await screen.wait_to_see("You:", 2)
+        screen.type("quit\r")
+        assert await screen.wait_to_exit() == 0
+    finally:
+        screen.close()
+    text = screen.text()
+    assert text.count("Hello!") == 1, text
+    assert text.count("a real LLM.") == 1, text
+    assert SPINNER.search(text) is None, text
+    await served.get_workflow_handle(conversation).signal(AgentWorkflow.end_conversation)
+
+
+@pytest.mark.timeout(120)
+async def test_quick_tools_keep_their_lines_and_the_step_bound_keeps_the_last_one(
+    served: Client, tmp_path: Path
+):
+    # Item 6: a calculator call takes milliseconds; its start and end lines still show. With
+    # one step per turn, the bound ends the turn right after the tool: its end line stays too.
+    bounded = f"conversation-{uuid.uuid4().hex[:8]}"
+    await served.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(config=AgentConfig(max_steps_per_turn=1)),
+        id=bounded,
+        task_queue=ORCHESTRATOR.task_queue,
+    )
+    for conversation_args in ([], ["--conversation-id", bounded]):
+        screen = client_screen(served, tmp_path, *conversation_args, rows=30, cols=100)
+        try:
+            await screen.wait_to_see("You:")
+            screen.type("Calculate 15 * 23\r")
+            await screen.wait_to_see("You:", 2)
+            screen.type("quit\r")
+            assert await screen.wait_to_exit() == 0
+        finally:
+            screen.close()
+        lines = screen.lines()
+        text = "\n".join(lines)
+        assert '  -> calculator({"expression": "15 * 23"})' in lines, text
+        assert any(line.startswith("  <- calculator ok (") for line in lines), text
+        conversation = text.split("Conversation: ")[1].split()[0]
+        await served.get_workflow_handle(conversation).signal(AgentWorkflow.end_conversation)
+
+
+@pytest.mark.timeout(120)
+async def test_with_encryption_typed_lines_stay_out_of_the_history_file(
+    served: Client, tmp_path: Path
+):
+    # Item 5: the history file would keep typed messages in plain text next to encrypted
+    # histories; with a key, the chat keeps them in memory only and says so.
+    key = EncryptionKey.generate().encoded()
+    screen = client_screen(served, tmp_path, rows=24, cols=100, **{KEY_ENV: key})
+    canary = "canary-4b1d secret plans"
+    try:
+        await screen.wait_to_see("You:")
+        conversation = screen.text().split("Conversation: ")[1].split()[0]
+        screen.type(canary + "\r")
+        await screen.wait_to_see(canary)
+        screen.type("\x03")  # Ctrl-C: the message waits (this test's worker has no key)
+        assert await screen.wait_to_exit() == 0
+    finally:
+        screen.close()
+    assert "Encryption is on: the lines you type are not saved to the history file." in (
+        screen.lines()
+    )
+    history = tmp_path / "durable-agent" / "chat-history"
+    assert not history.exists() or canary not in history.read_text()
+    await served.get_workflow_handle(conversation).terminate("test over")

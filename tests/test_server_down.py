@@ -85,7 +85,8 @@ async def test_the_demo_server_killed_mid_turn_is_named_and_leaving_is_honest(tm
     assert result.stdout.splitlines()[-1] == (
         f"Cannot tell whether conversation {conversation} is still open: the Temporal server at "
         f"{address} is not answering. If the server kept it, resume it once the server is back "
-        f"with `DEMO_STATE_DIR={tmp_path} uv run demo --conversation-id {conversation}`."
+        f"with `DEMO_STATE_DIR={tmp_path} uv run demo --port {port} --headless --conversation-id "
+        f"{conversation}`."
     )
 
 

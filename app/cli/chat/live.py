@@ -1,29 +1,28 @@
-"""The live view of a turn on a terminal: the conversation's Workflow Stream, rendered with rich.
+"""The turn as the conversation's Workflow Stream tells it, and what a terminal shows of it.
 
 `follow_turn` subscribes to the conversation's stream (`WorkflowStreamClient`, experimental in
-temporalio 1.35) from the offset the turn started at, keeps only that turn's events, and
-resubscribes from the last offset it saw when the connection drops, so every event is shown
+temporalio 1.35) from the offset the turn started at, hands on only that turn's events, and
+resubscribes from the last offset it saw when the connection drops, so every event is handed on
 once. `turn_in_progress` finds the turn a conversation is working on when the chat attaches (a
-client restarted mid-turn), with the offset its events start at. `LiveView` shows the answer's
-text as it arrives, a line per tool call as it starts and ends, a spinner with what the agent is
-doing, and the finished answer as Markdown. Everything the model or a tool wrote is stripped of
-control sequences first: an answer cannot retitle or clear the terminal.
+client restarted mid-turn), with the offset its events start at. `LiveView` turns the events
+into what the terminal draws: a line per tool call as it starts and ends (`not run` for a call
+whose approval was refused), the answer's text as it arrives (its end only, when it is taller
+than the terminal), and a spinner with what the agent is doing. Everything the model or a tool
+wrote is stripped of control sequences first: an answer cannot retitle or clear the terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from rich.console import Console, Group
-from rich.live import Live
-from rich.markdown import Markdown
 from rich.spinner import Spinner
-from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
@@ -33,6 +32,8 @@ from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
     AgentEvent,
+    ApprovalDecided,
+    ApprovalRequested,
     DropPartialText,
     LLMAttemptFailed,
     PlanningStep,
@@ -42,64 +43,58 @@ from app.agent.stream.events import (
     TurnAnswered,
 )
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.terminal import clean
 from app.core.connection import one_line
 
 RECONNECT_SECONDS = 1.0
+# Lines of the terminal the live part leaves free (the spinner and the line above it).
+LIVE_MARGIN_LINES = 3
 # How long a rejoining client waits for the turn's past events before it asks anything.
 CATCH_UP_SECONDS = 3.0
 # How long the chat waits for the answer to a query (status, history, usage, approvals).
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200
+# What a model or a tool may write that a terminal would obey (retitle it, clear it, move the
+# cursor, ...): CSI sequences; OSC, DCS, SOS, PM and APC strings; other escape sequences; a lone
+# ESC; and every C0 and C1 control except newline and tab.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: str) -> str:
+    """`text` without terminal control sequences, safe to print on a terminal or into a pipe."""
+    return _CONTROL.sub("", text)
 
 
 class LiveView:
-    """What one turn looks like on a terminal while it runs, then its answer."""
+    """What one turn looks like on a terminal while it runs: lines to print, and a live part.
+
+    `apply` turns an event into the lines that stay (tool calls, failed attempts); `render` is
+    the part the terminal redraws in place (the text being written, a spinner). It draws
+    nothing itself: the chat's `Terminal` owns the screen.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.doing = "sending"
         self.partial = ""
         self.started = time.monotonic()
-        # When the stream last said something: long silences are explained by the session.
-        self.last_event = time.monotonic()
         self.model: str | None = None
-        # Set once the events published before the view began are shown (see follow_turn).
-        self.caught_up = asyncio.Event()
         self._spinner = Spinner("dots")
-        self._live = Live(
-            get_renderable=self._render,
-            console=console,
-            transient=True,
-            refresh_per_second=10,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
+        # Tools whose approval was refused (denied, timed out): their end line says "not run".
+        self._requested: dict[str, str] = {}
+        self._refused: dict[str, list[str]] = {}
 
-    def __enter__(self) -> LiveView:
-        self._live.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._live.stop()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Step aside while something else prints a line (an error on stderr)."""
-        running = self._live.is_started
-        self._live.stop()
-        try:
-            yield
-        finally:
-            if running:
-                self._live.start()
-
-    def apply(self, event: AgentEvent) -> None:
-        """Show one of the turn's events."""
-        self.last_event = time.monotonic()
+    def apply(self, event: AgentEvent) -> list[Text]:
+        """Take in one of the turn's events; the lines to print above the live part."""
+        lines: list[Text] = []
         if isinstance(event, PlanningStep):
-            self._commit_partial()
+            lines += self._commit_partial()
             self.doing = "thinking" if event.step == 1 else f"thinking (step {event.step})"
         elif isinstance(event, TextDelta):
             self.partial += clean(event.text)
@@ -108,46 +103,59 @@ class LiveView:
             self.partial = ""
         elif isinstance(event, LLMAttemptFailed):
             again = "; trying again" if event.will_retry else ""
-            self._print(f"  ! LLM attempt {event.attempt} failed: {event.error}{again}", "yellow")
+            lines.append(
+                _line(f"  ! LLM attempt {event.attempt} failed: {event.error}{again}", "yellow")
+            )
         elif isinstance(event, ToolCallStarted):
-            self._commit_partial()
+            lines += self._commit_partial()
             via = f" via {event.endpoint}" if event.endpoint else ""
-            self._print(f"  -> {event.tool}({one_line(event.arguments, 80)}){via}", "cyan")
+            lines.append(_line(f"  -> {event.tool}({one_line(event.arguments, 80)}){via}", "cyan"))
             self.doing = f"calling {clean(event.tool)}"
+        elif isinstance(event, ApprovalRequested):
+            self._requested[event.approval_id] = event.tool
+            self.doing = f"waiting for your approval of {clean(event.tool)}"
+        elif isinstance(event, ApprovalDecided):
+            tool = self._requested.pop(event.approval_id, None)
+            if tool is not None and event.outcome != "approved":
+                self._refused.setdefault(tool, []).append(event.outcome.replace("_", " "))
         elif isinstance(event, ToolCallFinished):
-            outcome = "ok" if event.ok else f"failed: {one_line(event.error or '', 100)}"
-            self._print(f"  <- {event.tool} {outcome} ({event.duration_ms} ms)", "dim")
+            lines.append(
+                _line(f"  <- {event.tool} {self._outcome(event)} ({event.duration_ms} ms)", "dim")
+            )
         elif isinstance(event, TurnAnswered):
             self.model = event.model
             self.doing = "answered"
+        return lines
 
-    def answer(self, text: str) -> None:
-        """The finished answer, as Markdown, in place of its streamed text."""
-        self.partial = ""
-        self._live.stop()
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="bold")
-        grid.add_column()
-        grid.add_row("Agent:", Markdown(clean(text)))
-        self.console.print(grid)
+    def _outcome(self, event: ToolCallFinished) -> str:
+        refused = self._refused.get(event.tool)
+        if refused:
+            # The workflow reports a refused call's result as a result; it did not run.
+            return f"not run: {refused.pop(0)}"
+        return "ok" if event.ok else f"failed: {one_line(event.error or '', 100)}"
 
-    def _commit_partial(self) -> None:
+    def _commit_partial(self) -> list[Text]:
         # Text the model wrote before calling tools stays on screen above the tool lines.
-        if self.partial.strip():
-            self._print("Agent: " + self.partial.strip(), "")
-        self.partial = ""
+        text, self.partial = self.partial.strip(), ""
+        return [_line("Agent: " + text, "")] if text else []
 
-    def _print(self, text: str, style: str) -> None:
-        self.console.print(Text(clean(text), style=style))
-
-    def _render(self) -> Group:
+    def render(self) -> Group:
+        """The live part: the end of the text being written (never taller than the terminal,
+        so nothing of it scrolls into the scrollback), and the spinner."""
         elapsed = time.monotonic() - self.started
         self._spinner.text = Text(f"{self.doing} ({elapsed:.1f} s)", style="dim")
         parts: list[Text | Spinner] = []
         if self.partial:
-            parts.append(Text("Agent: ", style="bold") + Text(self.partial))
+            text = Text("Agent: ", style="bold") + Text(self.partial)
+            lines = text.wrap(self.console, max(self.console.width, 10))
+            room = max(self.console.height - LIVE_MARGIN_LINES, 1)
+            parts += list(lines)[-room:]
         parts.append(self._spinner)
         return Group(*parts)
+
+
+def _line(text: str, style: str) -> Text:
+    return Text(clean(text), style=style)
 
 
 async def follow_turn(
@@ -155,10 +163,12 @@ async def follow_turn(
     conversation_id: str,
     turn_id: str,
     from_offset: int,
-    view: LiveView,
+    deliver: Callable[[AgentEvent], None],
+    caught_up: Callable[[], None],
     polling: asyncio.Event | None = None,
 ) -> None:
-    """Show the events of turn `turn_id` until its answer, reconnecting where it left off.
+    """Hand each event of turn `turn_id` to `deliver` until its answer, reconnecting where it
+    left off; `caught_up` once the events published before the call are handed over.
 
     `polling` is set as the first poll leaves (the workflow streams text only to watchers)."""
     stream = WorkflowStreamClient.create(client, conversation_id)
@@ -167,8 +177,9 @@ async def follow_turn(
         published = await stream.get_offset()
     except Exception:  # no worker to answer the query: nothing to catch up with yet
         published = 0
-    if offset >= published:
-        view.caught_up.set()
+    told = offset >= published
+    if told:
+        caught_up()
     if polling is not None:
         # The subscription's first poll is sent before this task next yields.
         polling.set()
@@ -181,12 +192,12 @@ async def follow_turn(
                 poll_cooldown=timedelta(milliseconds=50),
             ):
                 offset = item.offset + 1
-                if offset >= published:
-                    view.caught_up.set()
-                if item.data.turn_id != turn_id:
-                    continue
-                view.apply(item.data)
-                if isinstance(item.data, TurnAnswered):
+                if item.data.turn_id == turn_id:
+                    deliver(item.data)
+                if offset >= published and not told:
+                    told = True
+                    caught_up()
+                if item.data.turn_id == turn_id and isinstance(item.data, TurnAnswered):
                     return
             return  # the conversation ended and its stream is drained
         except asyncio.CancelledError:

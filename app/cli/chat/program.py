@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from app.cli.chat.retries import FatalChatError
+from app.cli.chat.retries import START_WORKER, FatalChatError
 from app.cli.chat.session import ChatSession
 from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.core.codec import EncryptionKeyError
@@ -34,13 +34,17 @@ async def run_session(
     web_ui: str | None,
     resume_command: str,
     workers_starting: bool = False,
+    start_worker: str = START_WORKER,
 ) -> int:
     """Open (or resume) a conversation and chat until the user leaves; returns the exit code.
 
     `workers_starting`: the caller (the demo) has just started the workers and says when they
     are ready, so the chat neither waits for the model's name nor warns that none polls.
+    `start_worker` says how the user gets an orchestrator worker, in the chat's hints.
     """
-    session = ChatSession(client, terminal, web_ui=web_ui, resume_command=resume_command)
+    session = ChatSession(
+        client, terminal, web_ui=web_ui, resume_command=resume_command, start_worker=start_worker
+    )
     try:
         if conversation_id:
             await session.attach(conversation_id)

@@ -1,10 +1,14 @@
 """What the chat does when Temporal pushes back: its errors, its retries, and its hints.
 
-A message is sent with one Update id, so retrying a send can never run the turn twice. The errors
-a send can survive (the server restarting, the gap between two runs of a continue-as-new, a run
-too full to take more messages, the server's cap on Updates in flight) are retried with backoff;
-anything else becomes one line. Waiting for queued messages or for the next run never gives up:
-those are answered in time, and Ctrl-C leaves.
+The SDK's client already retries each call that fails with a status a retry can cure
+(UNAVAILABLE, RESOURCE_EXHAUSTED, ...: about 10 s of backoff, `temporalio.service.RetryConfig`);
+the chat keeps only what it does not do. A message is sent with one Update id, so sending it again
+can never run the turn twice: the chat sends again through a server restart longer than the SDK's
+budget (saying so), the gap between two runs of a continue-as-new, a run too full to take more
+messages (`ConversationRunFull`), a conversation with enough messages waiting
+(`ConversationBusy`) and the server's cap on Updates in flight; a worker that is down is a hint,
+not an error (messages wait for one). Anything else becomes one line. Waiting for queued messages
+or for the next run never gives up: those are answered in time, and Ctrl-C leaves.
 """
 
 from __future__ import annotations
@@ -25,9 +29,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from app.agent.models import AgentResult
-from app.agent.sending import is_run_full
+from app.agent.sending import is_busy, is_run_full
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.terminal import Terminal
 from app.core.connection import one_line
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
@@ -51,6 +54,10 @@ class RunFull(ChatError):
     """The run refused the message because it is full; the next run will take it."""
 
 
+class ConversationBusy(RunFull):
+    """Enough messages wait for their answers; this one is taken once one is answered."""
+
+
 class ConversationClosed(ChatError):
     """The conversation has ended or no longer exists; /new starts another."""
 
@@ -62,7 +69,11 @@ def rpc_problem(err: RPCError, address: str) -> str:
     return one_line(err.message or str(err), 200)
 
 
-def silent_workflow_hint(problem: str) -> str:
+# How a user of `client.py` gets an orchestrator worker; the demo says what it does instead.
+START_WORKER = f"start it with `uv run {ORCHESTRATOR.program}`"
+
+
+def silent_workflow_hint(problem: str, start_worker: str = START_WORKER) -> str:
     """Why a running turn has gone quiet, from the error its status query got."""
     if "failed state" in problem:
         # The server says the workflow task keeps failing: the worker's log says why.
@@ -71,29 +82,31 @@ def silent_workflow_hint(problem: str) -> str:
             "log; has `uv run python -m app.core.setup` run?): the turn carries on once fixed"
         )
     return (
-        "the orchestrator worker is not answering: is `uv run orchestrator_worker.py` running? "
-        "The turn carries on where it stopped when a worker is back"
+        f"the orchestrator worker is not answering ({start_worker}): "
+        "the turn carries on where it stopped when a worker is back"
     )
 
 
-def no_worker_hint() -> str:
+def no_worker_hint(start_worker: str = START_WORKER) -> str:
     """What to do when no orchestrator worker polls: messages wait for one."""
     return (
-        f"no orchestrator worker is polling {ORCHESTRATOR.task_queue}: start it with "
-        f"`uv run {ORCHESTRATOR.program}` (messages wait until one does)"
+        f"no orchestrator worker is polling {ORCHESTRATOR.task_queue}: {start_worker} "
+        "(messages wait until one does)"
     )
 
 
-def slow_acceptance_hint(worker_polls: bool | None, waited_seconds: float) -> str:
+def slow_acceptance_hint(
+    worker_polls: bool | None, waited_seconds: float, start_worker: str = START_WORKER
+) -> str:
     """Why a message has not been taken up yet, from whether a worker polls."""
     if worker_polls is False:
         return (
             f"your message is waiting: no orchestrator worker is polling "
-            f"{ORCHESTRATOR.task_queue} (start it with `uv run {ORCHESTRATOR.program}`)"
+            f"{ORCHESTRATOR.task_queue} ({start_worker})"
         )
     return (
-        f"no orchestrator worker has taken your message in {waited_seconds:g} s: is "
-        f"`uv run {ORCHESTRATOR.program}` running? (still waiting)"
+        f"no orchestrator worker has taken your message in {waited_seconds:g} s "
+        f"({start_worker}; still waiting)"
     )
 
 
@@ -102,12 +115,12 @@ class Retries:
 
     def __init__(
         self,
-        terminal: Terminal,
+        report: Callable[[str], None],
         address: str,
         conversation_id: str,
         describe: Callable[[], Awaitable[WorkflowExecutionDescription]],
     ) -> None:
-        self.terminal = terminal
+        self.report = report
         self.address = address
         self.conversation_id = conversation_id
         self.describe = describe
@@ -123,20 +136,11 @@ class Retries:
         if is_update_limit(err):
             # The server runs at most 10 Updates per workflow at once: ours waits its turn, which
             # comes when a queued message is answered, however long that takes.
-            if not self.told_queue_full:
-                self.told_queue_full = True
-                self.terminal.error(
-                    "too many queued messages in this conversation: yours is sent as soon as "
-                    "one of them is answered (Ctrl-C to leave)"
-                )
-            await self._sleep()
+            await self.after_busy()
             return
         now = time.monotonic()
         self.since = self.since or now
-        if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            # The server's rate limit: wait.
-            pass
-        elif err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             # Between two runs of a continue-as-new the old run is closed and the new one may
             # not be visible yet; only a conversation that is really over is an error.
             if sending:
@@ -149,9 +153,11 @@ class Retries:
             RPCStatusCode.UNKNOWN,
             RPCStatusCode.CANCELLED,
         ):
+            # The SDK has given up on an unreachable server, or an Update's call timed out or
+            # was cut: a server restart can take longer than the SDK's budget.
             if not self.told:
                 self.told = True
-                self.terminal.error(
+                self.report(
                     f"lost contact with the Temporal server at {self.address}: retrying for up to "
                     f"{RETRY_LIMIT_SECONDS:g} s (Ctrl-C to leave)"
                 )
@@ -164,13 +170,30 @@ class Retries:
             )
         await self._sleep()
 
+    async def after_busy(self) -> None:
+        """Enough messages wait for their answers: send again once one of them is answered."""
+        if not self.told_queue_full:
+            self.told_queue_full = True
+            self.report(
+                "too many queued messages in this conversation: yours is sent as soon as "
+                "one of them is answered (Ctrl-C to leave)"
+            )
+        await self._sleep()
+
+    async def after_refusal(self, refusal: RunFull) -> None:
+        """The workflow refused the message for now (`ConversationBusy` or a full run)."""
+        if isinstance(refusal, ConversationBusy):
+            await self.after_busy()
+        else:
+            await self.after_run_full()
+
     async def after_run_full(self) -> None:
         """The run is full and about to continue as new: wait a little and send again."""
         now = time.monotonic()
         self.run_full_since = self.run_full_since or now
         if now - self.run_full_since > RUN_FULL_HINT_SECONDS and not self.told_run_full:
             self.told_run_full = True
-            self.terminal.error(
+            self.report(
                 "the conversation is moving to a new run and has not taken your message yet: "
                 "still trying (Ctrl-C to leave)"
             )
@@ -203,7 +226,10 @@ def is_update_limit(err: RPCError) -> bool:
 
 
 def rejection(err: WorkflowUpdateFailedError) -> ChatError:
-    """The failed Update as the error to raise: `RunFull` or a one-line `ChatError`."""
+    """The failed Update as the error to raise: `RunFull`, `ConversationBusy` or a one-line
+    `ChatError`."""
+    if is_busy(err):
+        return ConversationBusy(failure_message(err.cause))
     if is_run_full(err):
         return RunFull(failure_message(err.cause))
     return ChatError(failure_message(err.cause))

@@ -1,8 +1,9 @@
 """One user's chat with one conversation: start or attach, send each line, print the answer.
 
 Each message is the Update `send_message` with an Update id of its own, so a retried send never runs
-a turn twice. While a turn runs, a terminal shows it live from the conversation's Workflow Stream
-(`app.cli.chat.live`), and long silences are explained (`app.cli.chat.silence`). On a terminal each
+a turn twice. A turn runs as one state machine (`app.cli.chat.turn`): a terminal shows it live from
+the conversation's Workflow Stream, calls waiting for approval are asked about as the stream
+announces them, and long silences are explained (`app.cli.chat.silence`). On a terminal each
 answer is followed by one dim line saying what the turn used (`get_usage`); piped output stays
 `You:`/`Agent:` lines only. Leaving the chat does not end the conversation: it stays resumable with
 `--conversation-id` until `/end`, and a chat that attaches while a turn runs (the client was
@@ -12,9 +13,9 @@ restarted mid-turn) shows that turn from its start, then its answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
@@ -23,23 +24,25 @@ from temporalio.service import RPCError
 from app.agent.models import AgentConfig, AgentInput, AgentResult, AgentStatus
 from app.agent.workflow import AgentWorkflow
 from app.cli.chat.approvals import APPROVAL_COMMANDS, APPROVAL_HELP, ApprovalDesk, LeaveChat
-from app.cli.chat.live import LiveView, follow_turn, turn_in_progress, wait_briefly
+from app.cli.chat.live import turn_in_progress
 from app.cli.chat.lookup import State, attach_problem, leaving_line, look_up, server_answers
 from app.cli.chat.reports import show_history, show_turn_usage, show_usage
 from app.cli.chat.retries import (
+    START_WORKER,
     ChatError,
     ConversationClosed,
     FatalChatError,
     Retries,
-    RunFull,
-    await_answer,
-    deliver,
     no_worker_hint,
     rpc_problem,
+    silent_workflow_hint,
     slow_acceptance_hint,
 )
-from app.cli.chat.silence import TurnInFlight, watch_silence
-from app.cli.chat.terminal import Terminal, indent_answer, workflow_link
+from app.cli.chat.silence import TurnInFlight
+from app.cli.chat.terminal import Terminal, workflow_link
+from app.cli.chat.turn import TurnMachine
+from app.cli.chat.web_ui import conversation_details, conversation_summary
+from app.core.codec import EncryptionCodec
 from app.core.errors import failure_message
 from app.core.names import ORCHESTRATOR
 from app.core.processes import is_polling
@@ -72,17 +75,26 @@ class ChatSession:
         *,
         web_ui: str | None,
         resume_command: str,
+        start_worker: str = START_WORKER,
     ) -> None:
         self.client = client
         self.terminal = terminal
         self.web_ui = web_ui
         self.resume_command = resume_command
+        # How a user gets an orchestrator worker (the demo restarts its own).
+        self.start_worker = start_worker
         self.address = client.service_client.config.target_host
         self.conversation_id = ""
         self._handle: WorkflowHandle[AgentWorkflow, AgentResult] | None = None
         self.is_open = False
         self._in_flight: TurnInFlight | None = None
-        self.approvals = ApprovalDesk(terminal, lambda: self.handle, self.command, QUIT_WORDS)
+        self.quit_words = QUIT_WORDS
+        self.approvals = ApprovalDesk(terminal, lambda: self.handle)
+        # With encryption, the typed lines must not sit in a plain-text file: Up recalls the
+        # lines of this session only.
+        codec = client.data_converter.payload_codec
+        self.encrypted = isinstance(codec, EncryptionCodec) and codec.encrypts
+        terminal.keep_history = not self.encrypted
 
     @property
     def handle(self) -> WorkflowHandle[AgentWorkflow, AgentResult]:
@@ -95,7 +107,15 @@ class ChatSession:
         workflow_id = f"conversation-{uuid.uuid4().hex[:8]}"
         try:
             await self.client.start_workflow(
-                AgentWorkflow.run, AgentInput(), id=workflow_id, task_queue=ORCHESTRATOR.task_queue
+                AgentWorkflow.run,
+                AgentInput(),
+                id=workflow_id,
+                task_queue=ORCHESTRATOR.task_queue,
+                # What the Web UI's list and the conversation's page say about it.
+                static_summary=conversation_summary(),
+                static_details=conversation_details(
+                    workflow_id, self.client.namespace, self.address, self.resume_command
+                ),
             )
         except RPCError as err:
             raise FatalChatError(
@@ -127,6 +147,10 @@ class ChatSession:
             self.terminal.say(f"Web UI: {link}")
         if self.terminal.interactive:
             self.terminal.say("Type a message; /help lists the commands; quit leaves.")
+            if self.encrypted:
+                self.terminal.say(
+                    "Encryption is on: the lines you type are not saved to the history file."
+                )
 
     async def worker_model(self) -> str:
         """The model the orchestrator worker answers with, as it reports it."""
@@ -140,7 +164,7 @@ class ChatSession:
     async def warn_if_no_worker(self) -> None:
         """Say at once when no orchestrator worker polls: messages would wait for one."""
         if await self._worker_polls() is False:
-            self.terminal.error(no_worker_hint())
+            self.terminal.error(no_worker_hint(self.start_worker))
 
     async def run(self, rejoin: bool = False) -> int:
         """Read and answer lines until quit, end of input or `/end`; returns the exit code.
@@ -199,7 +223,10 @@ class ChatSession:
             await self.end()
             return True
         elif name in APPROVAL_COMMANDS:
-            await self.approvals.command(text)
+            if await self.approvals.command(text) and name != "/pending":
+                # The turn that waited belongs to another client, or to an earlier session:
+                # follow it here to its answer.
+                await self.rejoin(quiet=True)
         else:
             self.terminal.error(f"Error: unknown command {name}: /help lists the commands")
         return False
@@ -218,12 +245,12 @@ class ChatSession:
             return
         await self._answer(text, f"message-{uuid.uuid4()}")
 
-    async def rejoin(self) -> None:
+    async def rejoin(self, quiet: bool = False) -> None:
         """Show the turns the conversation is working on, from their start, and their answers."""
         followed: set[str] = set()
         while (turn := await turn_in_progress(self.handle)) and turn.turn_id not in followed:
             followed.add(turn.turn_id)
-            if self.terminal.interactive:  # piped output stays `You:`/`Agent:` lines
+            if self.terminal.interactive and not quiet:  # piped output: `You:`/`Agent:` only
                 self.terminal.say(f"A turn is in progress; from its start:\nYou: {turn.message}")
             await self._answer(None, turn.turn_id, turn.offset)
 
@@ -231,7 +258,7 @@ class ChatSession:
         """Send `text` (None: its turn runs already), then print the answer or a one-line error."""
         started = time.monotonic()
         try:
-            answer, view = await self._turn(text, update_id, from_offset)
+            answer = await self._turn(text, update_id, from_offset)
         except FatalChatError:
             raise
         except ConversationClosed as err:
@@ -241,10 +268,7 @@ class ChatSession:
         except ChatError as err:
             self.terminal.error(f"Error: {err}")
             return
-        if view is not None:
-            view.answer(answer)
-        else:
-            self.terminal.say(indent_answer("Agent: ", answer))
+        self.terminal.end_turn(answer)
         if self.terminal.interactive:
             await show_turn_usage(self.terminal, self.handle, update_id, time.monotonic() - started)
 
@@ -292,66 +316,35 @@ class ChatSession:
                 )
         self.terminal.say(leaving_line(lookup, self.resume_command))
 
-    async def _turn(
-        self, text: str | None, update_id: str, from_offset: int
-    ) -> tuple[str, LiveView | None]:
-        """Deliver the message (unless None), wait for the answer, and show the turn live."""
+    async def _turn(self, text: str | None, update_id: str, from_offset: int) -> str:
+        """Deliver the message (unless None) and run the turn's state machine to its answer."""
         turn = TurnInFlight(started=time.monotonic())
+        self._in_flight = turn
+        try:
+            return await TurnMachine(self, text, update_id, from_offset, turn).run()
+        finally:
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():
+                self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
+
+    def silence_checks(
+        self,
+    ) -> tuple[
+        tuple[float, float],
+        Callable[[], Awaitable[str | None]],
+        Callable[[], Awaitable[tuple[AgentStatus | None, str]]],
+        Callable[[], Awaitable[bool]],
+        Callable[[str], str],
+    ]:
+        """What `watch_silence` needs besides the turn and the report callable."""
         hint_after = (ACCEPT_HINT_SECONDS, SILENT_WORKER_HINT_SECONDS)
-        watch = watch_silence(
-            turn,
-            self.terminal,
+        return (
             hint_after,
             self._slow_acceptance_hint,
             self._status,
             lambda: server_answers(self.client),
+            lambda problem: silent_workflow_hint(problem, self.start_worker),
         )
-        tasks = [asyncio.create_task(watch)]
-        if self.terminal.live:
-            turn.view = self.terminal.live_view = LiveView(self.terminal.console).__enter__()
-            # A new turn is followed from the log's start (it holds this turn and the one before).
-            polling = asyncio.Event()
-            follow = follow_turn(
-                self.client, self.conversation_id, update_id, from_offset, turn.view, polling
-            )
-            tasks.append(asyncio.create_task(follow))
-            # Its first poll leaves before the message: the workflow streams text only to a
-            # conversation someone watches, and decides so when it plans.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(polling.wait(), 1.0)
-        self._in_flight = turn
-        try:
-            retries = self._retries()
-            while True:
-                if text is None:  # accepted before this chat began: only its answer is awaited
-                    update = self.handle.get_update_handle_for(
-                        AgentWorkflow.send_message, update_id
-                    )
-                    if turn.view is not None:  # its past events first, then any y/N question
-                        await wait_briefly(turn.view.caught_up.wait())
-                else:
-                    update = await deliver(self.handle, text, update_id, retries)
-                turn.accepted = True
-                if turn.view is not None:
-                    turn.view.doing = "waiting for the agent"
-                try:
-                    answer = await self.approvals.during(await_answer(update, self._retries()))
-                    return answer, turn.view
-                except RunFull:
-                    # Refused (a rejection is in no history), so the same id is new to the next
-                    # run, which our handle (no run id) reaches once this one continues as new.
-                    turn.accepted = False
-                    await retries.after_run_full()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if turn.view is not None:
-                turn.view.__exit__()
-                self.terminal.live_view = None
-            current = asyncio.current_task()
-            if current is None or not current.cancelling():
-                self._in_flight = None  # on Ctrl-C goodbye() says what became of the message
 
     async def _status(self) -> tuple[AgentStatus | None, str]:
         """The workflow's status, or None and why the query failed."""
@@ -374,10 +367,11 @@ class ChatSession:
         polls = await self._worker_polls()
         if polls is None and not await server_answers(self.client):
             return None  # the server is down, not the worker: the retries say so, naming it
-        return slow_acceptance_hint(polls, ACCEPT_HINT_SECONDS)
+        return slow_acceptance_hint(polls, ACCEPT_HINT_SECONDS, self.start_worker)
 
-    def _retries(self) -> Retries:
-        return Retries(self.terminal, self.address, self.conversation_id, self.handle.describe)
+    def retries(self, report: Callable[[str], None]) -> Retries:
+        """Backoff for one send or wait, reporting what it waits for through `report`."""
+        return Retries(report, self.address, self.conversation_id, self.handle.describe)
 
 
 def _shortened(text: str) -> str:

@@ -14,9 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.agent.models import AgentStatus
-from app.cli.chat.live import LiveView
-from app.cli.chat.retries import silent_workflow_hint
-from app.cli.chat.terminal import Terminal
 
 # How often the watch checks how long the turn has been quiet.
 SILENCE_CHECK_SECONDS = 0.5
@@ -28,17 +25,18 @@ class TurnInFlight:
 
     started: float
     accepted: bool = False
-    # The live view on a terminal (None when the output is piped).
-    view: LiveView | None = None
+    # When the conversation's stream last said something about the turn.
+    last_event: float = 0.0
 
 
 async def watch_silence(
     turn: TurnInFlight,
-    terminal: Terminal,
+    report: Callable[[str], None],
     hint_after: tuple[float, float],
     slow_acceptance_hint: Callable[[], Awaitable[str | None]],
     status: Callable[[], Awaitable[tuple[AgentStatus | None, str]]],
     server_answers: Callable[[], Awaitable[bool]],
+    silent_hint: Callable[[str], str],
 ) -> None:
     """Explain a slow acceptance, or a turn quiet for long (a worker gone, a failing task).
 
@@ -56,10 +54,9 @@ async def watch_silence(
                 hint = await slow_acceptance_hint()
                 hinted_accept = hint is not None
                 if hint is not None:
-                    terminal.error(hint)
+                    report(hint)
             continue
-        if turn.view is not None:
-            last_heard = max(last_heard, turn.view.last_event)
+        last_heard = max(last_heard, turn.last_event)
         if now - last_heard > silent_hint_seconds and not hinted_silent:
             # Quiet for long: one query tells a busy LLM from a missing worker.
             current, problem = await status()
@@ -67,4 +64,4 @@ async def watch_silence(
                 last_heard = time.monotonic()
             elif await server_answers():
                 hinted_silent = True
-                terminal.error(silent_workflow_hint(problem))
+                report(silent_hint(problem))

@@ -1,9 +1,11 @@
-"""The user's side of the chat: lines in, the transcript out, and how things are rendered.
+"""The chat's screen: the one object that reads the user's lines and draws the transcript.
 
 On a terminal the chat reads lines with `prompt_toolkit` (line editing, Up/Down history kept in
-a file across sessions, no 4,095-character line limit) and shows turns live with `rich`; with
+a file across sessions, or in memory only when the conversation is encrypted, no 4,095-character
+line limit) and shows the turn in flight live with `rich` (`LiveView` says what to draw); with
 piped input or output it prints plain `You:` / `Agent:` lines and nothing else on stdout, so
-scripts can read it. Errors and hints always go to stderr, one line each.
+scripts can read it. Errors and hints always go to stderr, one line each. While a turn runs, other
+tasks hand it lines through the turn's queue (`Terminal.notice`), so nothing draws over a prompt.
 """
 
 from __future__ import annotations
@@ -11,36 +13,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.table import Table
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from app.agent.models import Message
+from app.agent.stream.events import AgentEvent
+from app.cli.chat.live import LiveView, clean
 from app.core.connection import is_local, one_line, split_address
 
 T = TypeVar("T")
 
 HISTORY_LINE_LIMIT = 120
-# What a model or a tool may write that a terminal would obey (retitle it, clear it, move the
-# cursor, ...): CSI sequences; OSC, DCS, SOS, PM and APC strings; other escape sequences; a lone
-# ESC; and every C0 and C1 control except newline and tab.
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[ -/]*[0-~]"
-    r"|\x1b"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
 
 
 def web_ui_for(address: str) -> str | None:
@@ -99,11 +96,6 @@ async def in_daemon_thread(function: Callable[[], T]) -> T:
     return await future
 
 
-def clean(text: str) -> str:
-    """`text` without terminal control sequences, safe to print on a terminal or into a pipe."""
-    return _CONTROL.sub("", text)
-
-
 def indent_answer(prefix: str, text: str) -> str:
     """`prefix` and `text`, continuation lines aligned under the first."""
     return prefix + text.replace("\n", "\n" + " " * len(prefix))
@@ -143,14 +135,14 @@ def history_file() -> Path:
     return folder / "chat-history"
 
 
-class Pausable(Protocol):
-    """A live display that must step aside while a line is printed under it."""
-
-    def paused(self) -> contextlib.AbstractContextManager[None]: ...
-
-
 class Terminal:
-    """The user's side of the chat: lines in, transcript on stdout, errors and hints on stderr."""
+    """The chat's screen: lines in, transcript on stdout, errors and hints on stderr.
+
+    It is the only object that draws. It owns the `You:` prompt, the y/N question's prompt and
+    the live view of the turn in flight, and keeps them apart: the live view is hidden while a
+    question is asked and is never started again once its turn has ended, and a line printed
+    while a prompt is open goes above it (prompt_toolkit redraws the prompt under it).
+    """
 
     def __init__(self, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> None:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
@@ -159,9 +151,15 @@ class Terminal:
         # Only a real terminal gets the live view (ANSI); pipes and files get plain text.
         self.live = self.interactive and os.environ.get("TERM") != "dumb"
         self.console = Console(file=stdout, force_terminal=self.live, highlight=False)
-        # The live view of the turn in flight, if any: errors are printed above it.
-        self.live_view: Pausable | None = None
+        # False with encryption: typed lines stay in memory instead of a plain-text file.
+        self.keep_history = True
+        # The turn in flight (its model) and the rich display that shows it.
+        self.turn: LiveView | None = None
+        self._display: Live | None = None
         self._prompt: PromptSession[str] | None = None
+        self._question: PromptSession[str] | None = None
+        # Where notices from other tasks go while a turn runs (the turn's one queue).
+        self.inbox: asyncio.Queue[Any] | None = None
         # Piped input is read one line at a time: a read nobody waits for any more (the caller
         # was cancelled) hands its line to the next one.
         self._reading: asyncio.Future[str] | None = None
@@ -174,32 +172,88 @@ class Terminal:
                 stream.reconfigure(errors="replace")  # type: ignore[union-attr]
         return cls(sys.stdin, sys.stdout, sys.stderr)
 
+    # --- lines ---------------------------------------------------------------------------
+
     def say(self, text: str) -> None:
-        """A line of the transcript (above the live view, if one is running)."""
+        """A line of the transcript (above the live view, or above an open prompt)."""
         # Answers, tool lines, history and usage quote the model and the tools: clean them
         # here, piped or not (a pipe often ends on a terminal, through `tee` or `less -R`).
-        with self._above_live_view():
-            print(clean(text), file=self.stdout, flush=True)
+        text = clean(text)
+        if self._prompt_open():
+            run_in_terminal(lambda: print(text, file=self.stdout, flush=True))
+            return
+        with self._display_paused():
+            print(text, file=self.stdout, flush=True)
 
     def note(self, text: str) -> None:
         """A line of the transcript that matters less (each turn's usage): dim on a terminal."""
         if not self.live:
             self.say(text)
             return
-        with self._above_live_view():
+        with self._display_paused():
             self.console.print(clean(text), style="dim", markup=False, highlight=False)
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
         text = clean(text)  # it may quote a tool's or the model's failure message
-        if self._prompt is not None and self._prompt.app.is_running:
+        if self._prompt_open():
             # Printed while the user types (the demo's notices), it would land in the input
             # line: prompt_toolkit prints it above and redraws the prompt with what was typed.
             run_in_terminal(lambda: print(text, file=self.stderr, flush=True))
             return
-        with self._above_live_view():
+        with self._display_paused():
             self.stdout.flush()
             print(text, file=self.stderr, flush=True)
+
+    def notice(self, text: str) -> None:
+        """A line from another task (the demo's supervisor): through the turn's queue if one
+        runs, so it is drawn between the turn's own lines, never inside them."""
+        if self.inbox is not None:
+            self.inbox.put_nowait(Notice(text))
+        else:
+            self.error(text)
+
+    # --- the turn in flight ----------------------------------------------------------------
+
+    def begin_turn(self) -> None:
+        """Start showing a turn: its events, a spinner saying what the agent does."""
+        self.end_turn(None)
+        if not self.live:
+            return
+        self.turn = LiveView(self.console)
+        self._display = Live(
+            get_renderable=self.turn.render,
+            console=self.console,
+            transient=True,
+            refresh_per_second=10,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="crop",
+        )
+        self._display.start()
+
+    def show(self, event: AgentEvent) -> None:
+        """One event of the turn in flight (a tool line, text, what the agent does)."""
+        if self.turn is None:
+            return
+        for line in self.turn.apply(event):
+            with self._display_paused():
+                self.console.print(line)
+
+    def end_turn(self, answer: str | None) -> None:
+        """Stop showing the turn (nothing of the live view stays), then print `answer`."""
+        if self._display is not None:
+            self._display.stop()
+            self._display = None
+        self.turn = None
+        if answer is None:
+            return
+        if self.live:
+            self.console.print(answer_grid(answer))
+        else:
+            self.say(indent_answer("Agent: ", answer))
+
+    # --- reading -----------------------------------------------------------------------------
 
     async def read_line(self, prompt: str) -> str | None:
         """The next line the user typed, without its newline; None at end of input.
@@ -208,8 +262,9 @@ class Terminal:
         cannot be stopped): the line goes to the next caller, so nothing is lost or read twice.
         """
         if self.interactive:
-            with self._above_live_view():
-                return await self._prompt_line(prompt)
+            if self._prompt is None:
+                self._prompt = PromptSession(history=_history(self.keep_history))
+            return await _prompt_line(self._prompt, prompt)
         if self._reading is None:
             self._reading = asyncio.ensure_future(in_daemon_thread(self.stdin.readline))
         reading = self._reading
@@ -218,31 +273,89 @@ class Terminal:
             self._reading = None
         return line.rstrip("\r\n") if line else None
 
-    async def _prompt_line(self, prompt: str) -> str | None:
-        if self._prompt is None:
-            self._prompt = PromptSession(history=_history())
-        try:
-            # Ctrl-C at the prompt is a key (below). Left to prompt_toolkit, SIGINT handling
-            # removes the chat's own handler when the prompt ends: Ctrl-C then did nothing.
-            return await self._prompt.prompt_async(prompt, handle_sigint=False)
-        except EOFError:  # Ctrl-D
-            return None
-        except KeyboardInterrupt:
-            # The prompt reads Ctrl-C as a key; leave exactly as a Ctrl-C between turns does.
-            signal.raise_signal(signal.SIGINT)
-            await asyncio.Event().wait()  # cancelled by the SIGINT handler
-            return None
+    def ask(self, prompt: str) -> asyncio.Task[str | None]:
+        """Start reading the answer to a question; the live view steps aside meanwhile."""
+        if not self.interactive:
+            return asyncio.ensure_future(self.read_line(prompt))
+        if self._display is not None:
+            self._display.stop()
+        if self._question is None:
+            # Its own session: y and n are not messages to recall with the Up arrow.
+            self._question = PromptSession(history=InMemoryHistory())
+        self._question.app.erase_when_done = False
+        return asyncio.ensure_future(_prompt_line(self._question, prompt))
+
+    async def withdraw(self, reading: asyncio.Task[str | None]) -> None:
+        """Stop a question's read (it was settled elsewhere): its prompt line is erased."""
+        if not reading.done():
+            app = self._question.app if self._question is not None else None
+            if self.interactive and app is not None and app.is_running:
+                app.erase_when_done = True
+                app.exit(result="")
+                await asyncio.gather(reading, return_exceptions=True)
+            else:
+                reading.cancel()  # a piped read goes on and hands its line to the next one
+                await asyncio.gather(reading, return_exceptions=True)
+        self.resume_display()
+
+    def resume_display(self) -> None:
+        """Show the live view again after a question, if its turn is still in flight."""
+        if self._display is not None and not self._display.is_started:
+            self._display.start()
+
+    def _prompt_open(self) -> bool:
+        return any(
+            session is not None and session.app.is_running
+            for session in (self._prompt, self._question)
+        )
 
     @contextlib.contextmanager
-    def _above_live_view(self) -> Iterator[None]:
-        if self.live_view is None:
+    def _display_paused(self) -> Iterator[None]:
+        # Never across an await: the display is started again only if it was running.
+        running = self._display is not None and self._display.is_started
+        if running:
+            assert self._display is not None
+            self._display.stop()
+        try:
             yield
-            return
-        with self.live_view.paused():
-            yield
+        finally:
+            if running and self._display is not None:
+                self._display.start()
 
 
-def _history() -> FileHistory | InMemoryHistory:
+@dataclass(frozen=True)
+class Notice:
+    """A line from another task for the screen, drawn by the turn's loop."""
+
+    text: str
+
+
+def answer_grid(text: str) -> Table:
+    """The finished answer as Markdown, beside a bold `Agent:`."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Agent:", Markdown(clean(text)))
+    return grid
+
+
+async def _prompt_line(session: PromptSession[str], prompt: str) -> str | None:
+    try:
+        # Ctrl-C at the prompt is a key (below). Left to prompt_toolkit, SIGINT handling
+        # removes the chat's own handler when the prompt ends: Ctrl-C then did nothing.
+        return await session.prompt_async(prompt, handle_sigint=False)
+    except EOFError:  # Ctrl-D
+        return None
+    except KeyboardInterrupt:
+        # The prompt reads Ctrl-C as a key; leave exactly as a Ctrl-C between turns does.
+        signal.raise_signal(signal.SIGINT)
+        await asyncio.Event().wait()  # cancelled by the SIGINT handler
+        return None
+
+
+def _history(keep: bool) -> FileHistory | InMemoryHistory:
+    if not keep:  # with encryption: typed lines must not sit in a plain-text file
+        return InMemoryHistory()
     path = history_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,12 +94,14 @@ class DemoEncryption:
         """What the dev server needs for its Web UI to decrypt through the codec server."""
         return ["--ui-codec-endpoint", self.endpoint]
 
-    def describe(self) -> str:
-        """One line for the demo's progress output."""
+    def describe(self, address: str) -> str:
+        """One line for the demo's progress output, with a command that reads a conversation
+        from the server at `address`."""
         where = shown_path(self.key_file) if self.key_file else "from the environment"
         return (
             f"Encryption: on (key id {self.key_ids[0]}, {where}); codec server {self.endpoint}: "
-            f"`uv run temporal workflow show -w ID --codec-endpoint {self.endpoint}`"
+            f"`uv run temporal workflow show --address {address} -w ID "
+            f"--codec-endpoint {self.endpoint}`"
         )
 
     async def start_codec_server(

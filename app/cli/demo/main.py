@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,8 @@ from temporalio.service import RPCError
 from app.cli.chat.lookup import attach_problem, look_up
 from app.cli.chat.program import run_session, run_until_interrupted
 from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
-from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError, add_arguments
+from app.cli.demo.command_line import DEFAULT_PORT, demo_command, parse_args
+from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError
 from app.cli.demo.progress import DemoError, Progress, server_error, shown_path
 from app.cli.demo.supervisor import Supervisor, wait_until_ready
 from app.core.connection import (
@@ -53,8 +53,6 @@ from app.core.names import ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
-DEFAULT_PORT = 7233
-STARTUP_TIMEOUT_SECONDS = 30.0
 # A program on the port that accepts connections but does not speak Temporal's API would
 # otherwise keep a connection attempt waiting forever.
 PROBE_TIMEOUT_SECONDS = 3.0
@@ -62,12 +60,6 @@ PROBE_TIMEOUT_SECONDS = 3.0
 # after this long it is killed rather than kept waiting for.
 STOP_TIMEOUT_SECONDS = 10.0
 PID_FILE = "demo-pids.json"
-
-
-def demo_command() -> str:
-    """How to run the demo again with the same state folder (for the resume hint)."""
-    folder = os.environ.get("DEMO_STATE_DIR")
-    return f"DEMO_STATE_DIR={shlex.quote(folder)} uv run demo" if folder else "uv run demo"
 
 
 def state_dir() -> Path:
@@ -118,19 +110,21 @@ class Demo:
         if self.args.conversation_id:
             # Before the workers, which take seconds to start: a wrong id is known at once.
             lookup = await look_up(client, self.args.conversation_id)
-            if problem := attach_problem(lookup, client.namespace, demo_command()):
+            if problem := attach_problem(lookup, client.namespace, demo_command(self.args)):
                 raise DemoError(problem)
         if self.encryption:
             self.codec_server = await self.encryption.start_codec_server(
                 self.state, self.env, web_ui, self.args.startup_timeout
             )
             self.write_pids()
-            self.progress.line(self.encryption.describe())
+            self.progress.line(self.encryption.describe(address))
         await self.setup_nexus(client)
         await self.start_workers()
         # It restarts a worker that dies, once that worker has polled (until then a death is a
         # failure to start, which ends the demo), and reports the dev server's death.
-        supervisor = Supervisor(self.workers, self.restart_worker, self.terminal.error, self.server)
+        supervisor = Supervisor(
+            self.workers, self.restart_worker, self.terminal.notice, self.server
+        )
         watching = asyncio.ensure_future(supervisor.watch())
         ready = asyncio.ensure_future(self.wait_until_ready(client, supervisor.started))
         waiting = asyncio.ensure_future(supervisor.all_started.wait())
@@ -163,8 +157,9 @@ class Demo:
                 self.terminal,
                 conversation_id=self.args.conversation_id,
                 web_ui=web_ui,
-                resume_command=demo_command(),
+                resume_command=demo_command(self.args),
                 workers_starting=not ready.done() and not self.args.conversation_id,
+                start_worker=self.worker_advice(),
             )
         )
         try:
@@ -177,11 +172,19 @@ class Demo:
                 await asyncio.gather(session, return_exceptions=True)
                 raise failure
             if not session.done():
-                self.terminal.error(ready.result())
+                self.terminal.notice(ready.result())
             return await session
         finally:
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
+
+    def worker_advice(self) -> str:
+        """What the chat's hints tell a demo user about the orchestrator worker."""
+        log = shown_path(self.state / ORCHESTRATOR.log_name)
+        return (
+            f"the demo restarts it when it stops; its log says why: {log}; or leave and run "
+            f"`{demo_command(self.args)}`"
+        )
 
     def server_address(self) -> tuple[str, str | None]:
         """The address to reuse or start a server at, and its Web UI if it is local."""
@@ -341,45 +344,6 @@ class Demo:
             await self.codec_server.stop(STOP_TIMEOUT_SECONDS)
         self.progress.done("stopped")
         self.workers, self.server, self.codec_server = [], None, None
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The demo's command line."""
-    parser = argparse.ArgumentParser(
-        prog="demo",
-        description=(
-            "Run the whole durable agent (Temporal dev server, namespaces and Nexus endpoints, "
-            "three workers) and chat with it. Everything started stops when the chat ends."
-        ),
-    )
-    parser.add_argument(
-        "--conversation-id", help="resume this conversation instead of starting a new one"
-    )
-    parser.add_argument(
-        "--address",
-        help="Temporal server to reuse, or to start on this machine (default: TEMPORAL_ADDRESS, "
-        f"or localhost:{DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        help="Temporal port to reuse or start the dev server on (default: TEMPORAL_ADDRESS's "
-        f"port, or {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--ui-port", type=int, help="Web UI port of a started dev server (default: port + 1000)"
-    )
-    parser.add_argument(
-        "--headless", action="store_true", help="start the dev server without its Web UI"
-    )
-    parser.add_argument(
-        "--startup-timeout",
-        type=float,
-        default=STARTUP_TIMEOUT_SECONDS,
-        help="seconds to wait for the server and for each worker (default: %(default)g)",
-    )
-    add_arguments(parser)  # --encrypt, --codec-port
-    return parser.parse_args(argv)
 
 
 async def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from app.agent.llm.client import READY_TEXT
 from app.cli.demo.progress import DemoError, shown_path
+from app.core.connection import one_line
 from app.core.names import ORCHESTRATOR, ORCHESTRATOR_LLM, Deployment
 from app.core.processes import Child, is_polling
 
@@ -41,6 +42,16 @@ def exit_status(code: int) -> str:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"killed by signal {-code}"
+
+
+def why_it_stopped(child: Child, code: int) -> str:
+    """Its exit status and, when it exited by itself, the last line of its log: usually why
+    (a program's one-line error). A killed process has no last word."""
+    if code < 0:
+        return exit_status(code)
+    tail = child.log_tail(1).strip()
+    reason = one_line(tail, 200) if tail and tail != "(no log)" else "nothing in its log"
+    return f"{exit_status(code)}: {reason}"
 
 
 class Supervisor:
@@ -86,8 +97,8 @@ class Supervisor:
             if child.pid in self._starting:
                 continue
             stopped = (
-                f"demo: the {child.name} stopped ({exit_status(child.exit_code)}); its log: "
-                f"{shown_path(child.log)}"
+                f"demo: the {child.name} stopped ({why_it_stopped(child, child.exit_code)}); its "
+                f"log: {shown_path(child.log)}"
             )
             if self._keeps_dying(child.name):
                 self._given_up.add(child.name)
