@@ -17,6 +17,7 @@ from app.agent.llm.activity import plan_next_action
 from app.agent.llm.client import LLMSettings, ModelChoice, announce_worker_model, choose_model
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.endpoints import EndpointsMissing, check_endpoints, require_endpoints
+from app.agent.tools.mcp_config import MCPConfig, load_config, mcp_plugin, servers_activity
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
 from app.core.sandbox import SandboxedRunner
@@ -24,7 +25,10 @@ from app.core.setup import search_attribute_problem
 
 
 def orchestrator_worker(client: Client, **options: Any) -> Worker:
-    """The agent workflow with its LLM, local-tool and endpoint-check activities."""
+    """The agent workflow with its LLM, local-tool and endpoint-check activities, and the MCP
+    servers of the option `mcp_config` (an `MCPConfig`; default: the file `MCP_SERVERS_FILE`
+    names); other options go to `Worker`."""
+    mcp_config: MCPConfig | None = options.pop("mcp_config", None)
     # Clients learn the model from the worker (get_status), not from their own environment. Only
     # an offline model is named here: naming any other may import LiteLLM (seconds), which the
     # worker loads after it starts polling (`prepare_model` names it then).
@@ -39,7 +43,13 @@ def orchestrator_worker(client: Client, **options: Any) -> Worker:
         # In-flight LLM calls get this long to finish when the worker is stopped.
         "graceful_shutdown_timeout": timedelta(seconds=30),
     }
-    return Worker(client, **(settings | options))
+    settings |= options
+    # The MCP servers come with the worker whatever activities a test passes: the workflow asks
+    # `mcp_servers` at the start of every run.
+    mcp = mcp_config if mcp_config is not None else load_config()
+    settings["activities"] = [*settings["activities"], servers_activity(mcp)]
+    settings["plugins"] = [*settings.get("plugins", []), mcp_plugin(mcp)]
+    return Worker(client, **settings)
 
 
 async def startup_problem(client: Client) -> str | None:

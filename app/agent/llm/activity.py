@@ -123,7 +123,7 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
 
 
 async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
-    tools = tool_schemas()
+    tools = tool_schemas() + [tool.tool_schema() for tool in input.tools]
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
     async with TextPublisher(input.turn_id) as publisher:

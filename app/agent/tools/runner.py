@@ -1,10 +1,10 @@
 """Running the tool calls of one planning step, for the workflow, within the turn's budgets.
 
 Workflow code (deterministic, run inside the agent workflow): local tools run as (local)
-activities, remote tools as Nexus operations, all calls of a step at once. Every call gets exactly
-one tool result, as providers require: a failure, a call over the per-step limit, a result over
-the turn's byte budget and a Nexus endpoint that does not exist each become a result the LLM
-reads, so no tool can end the conversation or wedge it.
+activities, remote tools as Nexus operations, MCP servers' tools through `mcp_toolbox`, all calls
+of a step at once. Every call gets exactly one tool result, as providers require: a failure, a
+call over the per-step limit, a result over the turn's byte budget and a Nexus endpoint that does
+not exist each become a result the LLM reads, so no tool can end the conversation or wedge it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.tools.approvals import Approvals
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
+    from app.agent.tools.mcp_toolbox import MCPToolbox, parse_arguments
+    from app.agent.tools.mcp_tools import MCPToolSpec
     from app.core.errors import failure_message
 
 
@@ -79,11 +81,16 @@ class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
     def __init__(
-        self, config: AgentConfig, approvals: Approvals, events: ConversationEvents
+        self,
+        config: AgentConfig,
+        approvals: Approvals,
+        events: ConversationEvents,
     ) -> None:
         self._config = config
         self._approvals = approvals
         self._events = events
+        # MCP servers' tools: listed at the start of each run (none in runs recorded before).
+        self.mcp = MCPToolbox(config)
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -172,8 +179,11 @@ class ToolRunner:
     async def _run_tool(self, call: ToolCall, missing_endpoints: set[str]) -> str:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""
         tool = TOOLS.get(call.name)
+        if tool is None and (spec := self.mcp.get(call.name)) is not None:
+            return await self._run_mcp_tool(call, spec)
         if tool is None:
-            return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
+            names = [*TOOLS, *(spec.name for spec in self.mcp.specs)]
+            return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(names)}."
         try:
             args = tool.input_model.model_validate_json(call.arguments or "{}")
         except ValidationError as err:
@@ -193,6 +203,19 @@ class ToolRunner:
                 "creates it)."
             )
         return await self._run_nexus_tool(tool, args)
+
+    async def _run_mcp_tool(self, call: ToolCall, spec: MCPToolSpec) -> str:
+        """A tool of an MCP server: its arguments are checked by the server itself."""
+        args = parse_arguments(call.arguments)
+        if isinstance(args, str):
+            return args
+        if spec.requires_approval:
+            # The same durable wait as the catalog's writing tools.
+            timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+            refusal = await self._approvals.refusal(call, args, timeout)
+            if refusal is not None:
+                return refusal
+        return await self.mcp.call(spec, args)
 
     async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
         request = ToolRequest(
