@@ -144,6 +144,12 @@ def result_text(result: dict[str, Any]) -> tuple[str, bool]:
     """
     is_error = bool(result.get("is_error") or result.get("isError"))
     structured = result.get("structured_content", result.get("structuredContent"))
+    if isinstance(structured, dict) and list(structured) == ["result"]:
+        # The SDKs wrap a tool's plain return value so: `{"result": "..."}`; pass the value on.
+        value = structured["result"]
+        structured = None if isinstance(value, str) else value
+        if structured is None and not any(i.get("type") == "text" for i in result["content"]):
+            return value, is_error
     parts: list[str] = []
     if structured is not None:
         parts.append(json.dumps(structured, ensure_ascii=False, sort_keys=True))
