@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ async def agent(
         await handle.result()
 
 
-def activity_types(events: list[Any]) -> list[str]:
+def activity_types(events: Sequence[Any]) -> list[str]:
     return [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in events
