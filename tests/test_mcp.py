@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -252,7 +253,7 @@ def test_the_offline_model_answers_from_an_mcp_result():
         "datetime": "2026-12-03T03:31:00+09:00",
         "day_of_week": "Thursday",
     }
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "What time is it in Tokyo?"},
         {
             "role": "assistant",
