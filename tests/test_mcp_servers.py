@@ -30,6 +30,7 @@ from app.agent.tools.mcp_config import DEFAULT_FILE, MCPConfig, load_config
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import ScriptedLLM, asks, call, pending_calls, says, send, tool_results
+from tests.test_demo import free_ports, run_demo
 
 Handle = WorkflowHandle[AgentWorkflow, AgentResult]
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,3 +255,16 @@ async def test_a_missing_server_offers_no_tools_and_the_conversation_goes_on(
     assert [input.tools for input in llm.inputs] == [[], []]
     # Listed at the start of the run, tried again once in the next turn; never more.
     assert activity_types(history.events).count("temporalio.mcp.gone.list-tools") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_demo_tells_the_time_in_tokyo_from_the_default_mcp_server(tmp_path: Path):
+    # The default configuration (no MCP_SERVERS_FILE), as a user runs `uv run demo`.
+    result = await run_demo(
+        tmp_path, "What time is it in Tokyo?\nquit\n", *free_ports(), MCP_SERVERS_FILE=None
+    )
+    assert result.returncode == 0, result.stderr
+    [answer] = result.lines("Agent: ")
+    assert answer.startswith("Agent: In Asia/Tokyo it is "), answer
+    assert answer.endswith("+09:00, from MCP time).")
