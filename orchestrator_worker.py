@@ -18,6 +18,7 @@ import logging
 from temporalio.client import Client
 
 from app.agent.llm.client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.tools.mcp_config import MCPConfigError, config_path, describe, load_config
 from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
@@ -39,10 +40,16 @@ async def main(client: Client | None = None) -> None:
         budget = BudgetSettings.from_env()
     except ValueError as err:
         raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
+    try:
+        mcp = load_config()
+    except MCPConfigError as err:
+        raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
     client = client or await connect_or_explain(ORCHESTRATOR.namespace)
     if (problem := await startup_problem(client)) is not None:
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
-    worker = orchestrator_worker(client)
+    where = config_path() or "MCP_SERVERS_FILE is empty"
+    logging.getLogger(__name__).info("%s (from %s)", describe(mcp), where)
+    worker = orchestrator_worker(client, mcp_config=mcp)
     tasks: set[asyncio.Task[None]] = set()
 
     def start_warm_up() -> None:
