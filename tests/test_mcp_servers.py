@@ -78,8 +78,9 @@ async def test_the_default_time_server_tells_the_time_in_tokyo(dev_client: Clien
         history = await handle.fetch_history()
     assert answer.startswith("In Asia/Tokyo it is "), answer
     assert "+09:00, from MCP time)." in answer
-    # Listed once at the start of the run, then called: both are activities in the history.
+    # The worker's servers, their tools (once per run), then the call: all in the history.
     assert activity_types(history.events) == [
+        "mcp_servers",
         "temporalio.mcp.time.list-tools",
         "plan_next_action",
         "temporalio.mcp.time.call-tool",

@@ -7,7 +7,7 @@ overrides what the tool's annotations say. `${VAR}` in `env`, `headers` and `url
 worker's environment when the server is started, so secrets stay on the worker and never enter
 a workflow's history. The default file is `mcp_servers.json` beside this module; `MCP_SERVERS_FILE`
 names another, and an empty value or a missing file means no servers. Each server becomes a factory
-of `temporalio-mcp`'s `MCPPlugin`; the local activity `mcp_servers` tells the workflow the servers'
+of `temporalio-mcp`'s `MCPPlugin`; the activity `mcp_servers` tells the workflow the servers'
 names and approval overrides, and nothing else.
 """
 

@@ -1,7 +1,7 @@
 """The workflow's MCP tools: listed once per run through `temporalio-mcp`, called as activities.
 
 Workflow code. At the start of each run the workflow asks the worker which MCP servers it is
-configured with (the local activity `mcp_servers`), then lists each server's tools with
+configured with (the activity `mcp_servers`), then lists each server's tools with
 `TemporalMCPClient.list_tools()`, an activity: the tool lists are in the run's history, so a
 server that adds or removes tools never changes what a replay sees. A server that cannot be
 listed is tried again at the start of each later turn of the run. Each call is a `call_tool()`
@@ -81,22 +81,21 @@ class MCPToolbox:
         return self.specs
 
     async def _configured(self) -> list[MCPServerInfo]:
-        """The servers of the worker's configuration (the local activity `mcp_servers`)."""
+        """The servers of the worker's configuration (the activity `mcp_servers`)."""
         try:
-            found = await workflow.execute_local_activity(
+            # An activity, not a local one: a worker that lacks it (tests build their own) fails
+            # it, and that failure is in the history too, so every replay takes the same path.
+            found = await workflow.execute_activity(
                 "mcp_servers",
                 MCPServersQuery(),
                 result_type=MCPServerList,
                 start_to_close_timeout=timedelta(seconds=5),
+                schedule_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=1),
+                summary="which MCP servers this worker is configured with",
             )
-        except ValueError as err:
-            # Raised before scheduling: a worker not built by `orchestrator_worker` (tests build
-            # their own) has no `mcp_servers`, and so no MCP servers.
-            workflow.logger.info("No MCP servers: %s", err)
-            return []
         except ActivityError as err:
-            workflow.logger.warning("No MCP servers: %s", failure_message(err))
+            workflow.logger.info("No MCP servers: %s", failure_message(_cause(err)))
             return []
         return found.servers
 
