@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -234,12 +233,9 @@ async def test_a_hung_server_is_unavailable_and_the_next_turn_works(dev_client: 
     )
     mcp = fake_config(read_timeout_seconds=4)
     async with agent(dev_client, mcp, fake_llm(), config) as handle:
-        started = time.monotonic()
         hung = await send(handle, "hang forever")
-        waited = time.monotonic() - started
         after = await send(handle, "shout awake")
     assert hung.startswith("Error: the fake__hang tool is unavailable: MCP server fake did not")
-    assert waited < 30
     assert after == "AWAKE"
 
 
