@@ -1,6 +1,9 @@
 """The orchestrator worker: runs the agent workflow and its activities (LLM calls, local tools).
 
-Run it with `uv run orchestrator_worker.py`. It connects with the SDK's environment configuration
+Run it with `uv run orchestrator_worker.py`: it polls the orchestrator's task queue (the workflow,
+local tools) and the LLM's (`plan_next_action`). `--only workflows` or `--only llm` runs one part
+alone, so a fleet can scale them apart and LiteLLM's CPU never delays a workflow task (the demo
+runs the two parts as two processes). It connects with the SDK's environment configuration
 (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, ...), defaulting to the local dev
 server's `default` namespace, and reads the model settings (`LLM_MODEL`, provider keys) and the
 budget per conversation (`AGENT_MAX_TOKENS`, `AGENT_MAX_COST_USD`) from the environment or `.env`.
@@ -12,14 +15,27 @@ finish before it stops.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
+import functools
 import logging
+from collections.abc import Sequence
 
 from temporalio.client import Client
 
-from app.agent.llm.client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.llm.client import (
+    READY_TEXT,
+    BudgetSettings,
+    LLMSettings,
+    announce_worker_model,
+    litellm_ready,
+    warm_up,
+    worker_model,
+)
+from app.agent.llm.prices import unpriced_budget_warning
 from app.agent.tools.mcp_config import MCPConfigError, config_path, describe, load_config
-from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
+from app.agent.worker import PARTS, Part, orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped, run_worker_program
@@ -31,10 +47,13 @@ async def log_model_when_warm(budget: BudgetSettings) -> None:
     choice = await asyncio.to_thread(prepare_model)
     log = logging.getLogger(__name__)
     log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
+    settings = dataclasses.replace(LLMSettings.from_env(), model=choice.model)
+    if (warning := await asyncio.to_thread(unpriced_budget_warning, settings, budget)) is not None:
+        log.warning("%s", warning)
     log.info("%s %s", READY_TEXT, choice.describe())
 
 
-async def main(client: Client | None = None) -> None:
+async def main(client: Client | None = None, parts: Sequence[Part] = PARTS) -> None:
     configure_logging()
     try:
         budget = BudgetSettings.from_env()
@@ -47,9 +66,18 @@ async def main(client: Client | None = None) -> None:
     client = client or await connect_or_explain(ORCHESTRATOR.namespace)
     if (problem := await startup_problem(client)) is not None:
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
-    where = config_path() or "MCP_SERVERS_FILE is empty"
-    logging.getLogger(__name__).info("%s (from %s)", describe(mcp), where)
-    worker = orchestrator_worker(client, mcp_config=mcp)
+    if "workflows" in parts:
+        # The MCP servers serve the workflows' worker, which calls their tools.
+        where = config_path() or "MCP_SERVERS_FILE is empty"
+        logging.getLogger(__name__).info("%s (from %s)", describe(mcp), where)
+    worker = orchestrator_worker(client, parts, mcp_config=mcp)
+    if "llm" not in parts:
+        # No LiteLLM in this process: `get_status` shows the configured model; the LLM worker's
+        # log says which one answers (the offline model when the configured one has no key).
+        if worker_model() is None:
+            announce_worker_model(LLMSettings.from_env().model)
+        await run_until_stopped(worker, "Orchestrator worker (workflows)")
+        return
     tasks: set[asyncio.Task[None]] = set()
 
     def start_warm_up() -> None:
@@ -58,8 +86,21 @@ async def main(client: Client | None = None) -> None:
         warm_up()
         tasks.add(asyncio.create_task(log_model_when_warm(budget)))
 
-    await run_until_stopped(worker, "Orchestrator worker", once_polling=start_warm_up)
+    name = "Orchestrator worker" if "workflows" in parts else "LLM worker"
+    await run_until_stopped(worker, name, once_polling=start_warm_up)
+
+
+def parse_parts(argv: Sequence[str] | None = None) -> tuple[Part, ...]:
+    """The parts to run, from the command line (`--only workflows|llm`; both by default)."""
+    parser = argparse.ArgumentParser(description="The agent's orchestrator worker.")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        help="run one part alone: the workflows and local tools, or the LLM calls",
+    )
+    only = parser.parse_args(argv).only
+    return (only,) if only else PARTS
 
 
 if __name__ == "__main__":
-    run_worker_program(main, ORCHESTRATOR.name)
+    run_worker_program(functools.partial(main, parts=parse_parts()), ORCHESTRATOR.name)

@@ -6,12 +6,17 @@ the table and the file can never disagree. Latencies are in milliseconds, memory
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from bench.workload import HistoryTotals
 
@@ -213,19 +218,15 @@ def overhead(
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    cells = [[cell if isinstance(cell, str) else fmt(cell) for cell in row] for row in rows]
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *cells, strict=True)]
-
-    def line(row: Sequence[object]) -> str:
-        parts = [
-            str(cell).ljust(width) if index == 0 else str(cell).rjust(width)
-            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in cells)])
+    """A `rich` table as text: first column left-aligned, the others right-aligned."""
+    shown = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, header in enumerate(headers):
+        shown.add_column(header, justify="left" if index == 0 else "right")
+    for row in rows:
+        shown.add_row(*(cell if isinstance(cell, str) else fmt(cell) for cell in row))
+    text = io.StringIO()
+    Console(file=text, width=200, color_system=None).print(shown)
+    return "\n".join(line.rstrip() for line in text.getvalue().splitlines()).strip("\n")
 
 
 def fmt(value: object) -> str:

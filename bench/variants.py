@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 # Imported like app/agent/workflow.py imports them; app.agent.workflow itself is re-imported by the
@@ -20,7 +19,7 @@ from app.core.errors import failure_message
 
 with workflow.unsafe.imports_passed_through():
     from app.agent.llm.activity import plan_next_action
-    from app.agent.models import AgentInput, AgentResult, Message, PlanInput
+    from app.agent.models import AgentInput, AgentResult, Message
     from app.core.names import AGENT_WORKFLOW_NAME
 
 
@@ -41,23 +40,25 @@ class LLMLocalActivityWorkflow(AgentWorkflow):
     async def run(self, input: AgentInput) -> AgentResult:
         return await super().run(input)
 
-    async def _plan_next_action(self, window: list[Message]) -> Message | LLMFailure:
+    async def _plan_next_action(self, window: list[Message], step: int = 1) -> Message | LLMFailure:
+        # Today's planning call (same input, text streamed to watchers as in production, same
+        # retry policy), as a local activity on the workflow's worker instead of an activity on
+        # the LLM's queue: the only difference measured.
         self._set_status("thinking")
         config = self._config
         try:
             plan = await workflow.execute_local_activity(
                 plan_next_action,
-                PlanInput(messages=window),
+                self._events.plan_input(window, self._usage.total),
                 start_to_close_timeout=timedelta(seconds=config.llm_timeout_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=config.llm_retry_initial_seconds),
-                    maximum_interval=timedelta(seconds=config.llm_retry_max_seconds),
-                    maximum_attempts=config.llm_max_attempts,
-                ),
+                retry_policy=config.llm_retry_policy(),
+                summary=f"plan step {step}",
             )
         except ActivityError as err:
             return LLMFailure(
                 f"Sorry, I could not get an answer from the language model: {failure_message(err)}."
             )
         self._status.model = plan.model
+        if not plan.budget_exhausted:
+            self._usage.count([*plan.failed_usage, plan.usage], self._turn_usage)
         return plan.message

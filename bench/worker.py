@@ -18,9 +18,13 @@ from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 
+from app.agent.llm.activity import plan_next_action
 from app.agent.llm.client import READY_TEXT, choose_model, litellm_ready
+from app.agent.tools.activity import execute_tool
+from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
+from app.core.exiting import exit_now
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped
 
@@ -88,9 +92,14 @@ async def main(argv: list[str] | None = None) -> None:
     module, _, class_name = args.workflow.partition(":")
     workflow_class = getattr(importlib.import_module(module), class_name)
     client = await connect(ORCHESTRATOR.namespace)
-    worker = orchestrator_worker(client, workflows=[workflow_class], **options)
+    # Every activity on both queues: a variant may run the planning call as a local activity.
+    activities = [plan_next_action, execute_tool, check_endpoints]
+    worker = orchestrator_worker(
+        client, workflows=[workflow_class], activities=activities, **options
+    )
     await run_until_stopped(worker, "Benchmark orchestrator worker")
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)  # flushed, and no interpreter teardown while the SDK's threads run

@@ -7,14 +7,17 @@ under test is the production workflow; only the model's decisions are scripted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,8 +31,10 @@ from app.agent.models import (
     PlanOutput,
     ToolCall,
 )
+from app.agent.stream.events import EVENT_TYPE, EVENTS_TOPIC
+from app.agent.stream.workflow_side import POLL_UPDATE
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import PendingApproval
+from app.agent.tools.approvals import PendingApproval, ToolDecision
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 
@@ -130,6 +135,18 @@ async def pending_calls(
         await asyncio.sleep(0.05)
 
 
+async def decision_for(
+    handle: WorkflowHandle[AgentWorkflow, AgentResult], call_id: str, approve: bool, note: str = ""
+) -> ToolDecision:
+    """A decision on the waiting call `call_id` that names what was shown: its id and digest."""
+    waiting = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+    shown = next((p for p in waiting if call_id in (p.call_id, p.approval_id)), None)
+    decision = ToolDecision(call_id=call_id, approve=approve, note=note)
+    if shown is not None:
+        decision.approval_id, decision.digest = shown.approval_id, shown.digest
+    return decision
+
+
 async def history(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> list[Message]:
     """The conversation as the workflow holds it."""
     return (await handle.query(AgentWorkflow.get_history)).messages
@@ -148,3 +165,36 @@ async def real_agent(
             id=f"conversation-{uuid.uuid4()}",
             task_queue=task_queue,
         )
+
+
+@asynccontextmanager
+async def watching(client: Client, handle: WorkflowHandle[Any, Any]) -> AsyncIterator[None]:
+    """A client following the conversation's stream, as the chat does while a turn runs: the
+    workflow streams the LLM's text only to a conversation someone watches. Enter it before the
+    conversation's first message: its stream is empty, so the poll stays open."""
+
+    async def follow() -> None:
+        stream = WorkflowStreamClient.create(client, handle.id)
+        async for _ in stream.subscribe([EVENTS_TOPIC], 0, result_type=EVENT_TYPE):
+            pass
+
+    task = asyncio.create_task(follow())
+    try:
+        async with asyncio.timeout(30):
+            while not await _poll_accepted(handle):
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _poll_accepted(handle: WorkflowHandle[Any, Any]) -> bool:
+    history = await handle.fetch_history()
+    return any(
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        == POLL_UPDATE
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    )

@@ -34,7 +34,7 @@ from temporalio.worker import Worker
 import client as client_program
 from app.agent.llm.client import choose_model, litellm_module
 from app.agent.models import AgentConfig, AgentInput, Message
-from app.agent.worker import orchestrator_worker
+from app.agent.worker import Workers, orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.cli.chat import retries
 from app.cli.chat import session as chat_session
@@ -54,7 +54,7 @@ from tests.stack_processes import (
 )
 
 
-def orchestrator(client: Client) -> Worker:
+def orchestrator(client: Client) -> Worker | Workers:
     """The orchestrator worker as `orchestrator_worker.py` configures it, in this process."""
     return orchestrator_worker(client)
 
@@ -98,7 +98,7 @@ def assert_plain(result: Finished) -> None:
 
 
 async def end(client: Client, conversation_id: str) -> None:
-    handle = client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+    handle = client.get_workflow_handle(conversation_id)
     await handle.signal(AgentWorkflow.end_conversation)
     await handle.result()
 

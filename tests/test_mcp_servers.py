@@ -19,11 +19,16 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 
 from app.agent.models import AgentConfig, AgentInput, AgentResult, Message
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import ToolDecision
+from app.agent.tools.approvals import ToolDecision, call_digest
 from app.agent.tools.endpoints import check_endpoints
 from app.agent.tools.mcp_config import DEFAULT_FILE, MCPConfig, load_config
 from app.agent.worker import orchestrator_worker
@@ -162,11 +167,28 @@ async def test_git_commit_waits_for_approval(dev_client: Client, repo: Path, app
         [pending] = await pending_calls(handle)
         # Nothing is committed while the call waits.
         assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
-        decision = ToolDecision(call_id=pending.call_id, approve=approve, note="not now")
+        # The same approval path as the catalog's writing tools: a decision must name the
+        # workflow's approval id and the call's digest.
+        for stale in ("", "0" * 16):
+            wrong = ToolDecision(
+                call_id=pending.call_id, approve=True, approval_id=pending.approval_id, digest=stale
+            )
+            with pytest.raises(WorkflowUpdateFailedError):
+                await handle.execute_update(AgentWorkflow.decide_tool_call, wrong)
+        decision = ToolDecision(
+            call_id=pending.call_id,
+            approve=approve,
+            note="not now",
+            approval_id=pending.approval_id,
+            digest=pending.digest,
+        )
         await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
         answer = await update.result()
+    arguments = {"repo_path": str(repo), "message": "Add notes"}
     assert pending.tool == "git__git_commit"
-    assert pending.arguments == {"repo_path": str(repo), "message": "Add notes"}
+    assert pending.arguments == arguments
+    assert pending.approval_id == "1.1.0"
+    assert pending.digest == call_digest("git__git_commit", arguments)
     commits = git(repo, "log", "--format=%s").splitlines()
     if approve:
         assert commits == ["Add notes", "First commit"]

@@ -156,13 +156,17 @@ async def test_a_retried_attempt_tells_the_client_to_drop_its_partial_text(
     assert _shown_text(events) == "Hello from the agent"
 
 
-async def test_the_text_left_when_the_answer_is_ready_is_not_sent_the_answer_carries_it(
+def _signals(history: Any) -> int:
+    return sum(e.HasField("workflow_execution_signaled_event_attributes") for e in history.events)
+
+
+async def test_a_quick_answer_sends_no_text_even_to_a_watcher(
     time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
-    # The real planner and the offline model, its words spread over 0.2 s: the first word is
-    # sent at once, the rest are due five seconds later, after the answer is ready. Sending them
-    # would be one more signal (and workflow task) just before the answer itself, which
-    # clients print in place of the streamed text.
+    # The real planner and the offline model, its words spread over 0.2 s, and a batch interval
+    # of 5 s: the first batch would leave 5 s after the call started, after the answer is ready.
+    # Sending text would be one more signal (and workflow task) just before the answer itself,
+    # which clients print in place of the streamed text.
     monkeypatch.setenv("LLM_MODEL", OFFLINE_MODEL)
     monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "200")
     monkeypatch.setenv("LLM_STREAM_TEXT", "1")
@@ -170,18 +174,67 @@ async def test_the_text_left_when_the_answer_is_ready_is_not_sent_the_answer_car
     harness = AgentHarness(time_skipping_env, ScriptedLLM(lambda _: says("")), FAST)
     async with _worker_with(harness, plan_next_action):
         handle = await harness.start()
+        # A first turn warms LiteLLM up (its first call in a process takes seconds).
+        await handle.execute_update(AgentWorkflow.send_message, "Hi", id="turn-w")
+        before = _signals(await handle.fetch_history())
+        seen: list[AgentEvent] = []
+        watcher = asyncio.create_task(_collect(harness.client, handle.id, seen, answers=2))
+        await _until(lambda: any(isinstance(event, TurnAnswered) for event in seen))
         answer = await handle.execute_update(AgentWorkflow.send_message, "Hello", id="turn-o")
-        events = [event for _, event in await read_events(harness.client, handle.id)]
-        history = await handle.fetch_history()
-    texts = [event.text for event in events if isinstance(event, TextDelta)]
-    streamed = "".join(texts)
+        await watcher
+        after = _signals(await handle.fetch_history())
     assert len(answer.split()) > 5
-    assert streamed and answer.startswith(streamed) and len(streamed) < len(answer)
-    assert events[-1] == TurnAnswered(turn_id="turn-o", answer=answer, model=OFFLINE_MODEL)
-    signals = [
-        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
-    ]
-    assert len(signals) == 1
+    assert not [event for event in seen if isinstance(event, TextDelta)]
+    assert seen[-1] == TurnAnswered(turn_id="turn-o", answer=answer, model=OFFLINE_MODEL)
+    assert before == after == 0
+
+
+async def test_text_is_streamed_only_while_someone_watches(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # A 1 s answer with 50 ms batches: streamed to a watcher in a few batches; to nobody, none.
+    monkeypatch.setenv("LLM_MODEL", OFFLINE_MODEL)
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "1000")
+    monkeypatch.setenv("LLM_STREAM_TEXT", "1")
+    monkeypatch.setenv("LLM_STREAM_BATCH_MS", "50")
+    harness = AgentHarness(time_skipping_env, ScriptedLLM(lambda _: says("")), FAST)
+    async with _worker_with(harness, plan_next_action):
+        handle = await harness.start()
+        unwatched = await handle.execute_update(AgentWorkflow.send_message, "Hi", id="turn-1")
+        after_first = _signals(await handle.fetch_history())
+        seen: list[AgentEvent] = []
+        # The watcher reads the first turn's events, then keeps a poll open for the next.
+        watcher = asyncio.create_task(_collect(harness.client, handle.id, seen, answers=2))
+        await _until(lambda: any(isinstance(event, TurnAnswered) for event in seen))
+        watched = await handle.execute_update(AgentWorkflow.send_message, "Hello", id="turn-2")
+        await watcher
+        after_second = _signals(await handle.fetch_history())
+    texts = {turn: "" for turn in ("turn-1", "turn-2")}
+    for event in seen:
+        if isinstance(event, TextDelta):
+            texts[event.turn_id] += event.text
+    assert unwatched and after_first == 0 and texts["turn-1"] == ""
+    assert texts["turn-2"] and watched.startswith(texts["turn-2"])
+    assert after_second >= 1
+
+
+async def _collect(client: Client, workflow_id: str, seen: list[AgentEvent], answers: int) -> None:
+    """Read the stream as the chat does until `answers` turns were answered."""
+    stream = WorkflowStreamClient.create(client, workflow_id)
+    async for item in stream.subscribe([EVENTS_TOPIC], 0, result_type=EVENT_TYPE):
+        seen.append(item.data)
+        if sum(isinstance(event, TurnAnswered) for event in seen) == answers:
+            return
+
+
+async def _until(condition: Any, timeout: float = 30) -> None:
+    """Wait for `condition()` (a bool or an awaitable one), checking every 20 ms."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = condition()
+            if await result if asyncio.iscoroutine(result) else result:
+                return
+            await asyncio.sleep(0.02)
 
 
 async def test_a_local_tool_turn_publishes_the_call_and_its_outcome(

@@ -9,30 +9,36 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from app.agent.models import AgentInput
 from app.agent.stream.events import TextDelta, ToolCallFinished, TurnAnswered
 from app.agent.workflow import AgentWorkflow
 from app.core.setup import ensure_nexus_setup
+from tests.doubles import watching
 from tests.test_nexus import RecordNamespaces, handler_workers, orchestrator
 from tests.test_stream_events import read_events, summary
 
 
 async def test_a_parallel_remote_turn_publishes_both_calls_and_streams_the_answer(
-    dev_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
+    # The first batch leaves one interval after the call starts: shorter than the answer takes.
+    monkeypatch.setenv("LLM_STREAM_BATCH_MS", "20")
+    monkeypatch.setenv("OFFLINE_MODEL_LATENCY_MS", "400")
     await ensure_nexus_setup(dev_env.client)
     client = dev_env.client
     async with handler_workers(dev_env, RecordNamespaces()), orchestrator(client) as task_queue:
         handle = await client.start_workflow(
             AgentWorkflow.run, AgentInput(), id=f"remote-{uuid.uuid4()}", task_queue=task_queue
         )
-        answer = await handle.execute_update(
-            AgentWorkflow.send_message,
-            "What is the stock price of AAPL and what is my IP address?",
-            id="turn-p",
-        )
+        async with watching(client, handle):
+            answer = await handle.execute_update(
+                AgentWorkflow.send_message,
+                "What is the stock price of AAPL and what is my IP address?",
+                id="turn-p",
+            )
         events = [event for _, event in await read_events(client, handle.id)]
     shown = summary(events)
     assert shown[:4] == [

@@ -8,7 +8,7 @@ here, and no two programs can disagree about it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.common import SearchAttributeKey
@@ -34,11 +34,18 @@ class Deployment:
     program: str
     namespace: str
     task_queue: str
+    # Command-line arguments, for a program that runs one part of what it can run.
+    args: tuple[str, ...] = field(default=(), kw_only=True)
+    # Its log file's name in the demo's state folder, when not named after the program.
+    log: str = field(default="", kw_only=True)
+    # A worker that runs activities only (no workflows): the server lists it among the queue's
+    # activity pollers.
+    activities_only: bool = field(default=False, kw_only=True)
 
     @property
     def log_name(self) -> str:
         """Its log file's name in the demo's state folder."""
-        return Path(self.program).with_suffix(".log").name
+        return self.log or Path(self.program).with_suffix(".log").name
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,40 @@ ORCHESTRATOR = Deployment(
     namespace="default",
     task_queue="agent-orchestrator-queue",
 )
+# The LLM calls (`plan_next_action`) have a task queue of their own, as in Temporal's
+# `workflow_streams` sample, so that a fleet can scale them apart from the workflows and LiteLLM's
+# CPU never delays a workflow task. `orchestrator_worker.py` polls both queues unless told to run
+# one part alone (`--only workflows` or `--only llm`).
+LLM_TASK_QUEUE = "agent-llm-queue"
+# The two parts of the orchestrator worker as separate processes (the demo runs them so).
+ORCHESTRATOR_WORKFLOWS = Deployment(
+    name="orchestrator worker (workflows, tools)",
+    program=ORCHESTRATOR.program,
+    namespace=ORCHESTRATOR.namespace,
+    task_queue=ORCHESTRATOR.task_queue,
+    args=("--only", "workflows"),
+    log="orchestrator_worker.log",
+)
+ORCHESTRATOR_LLM = Deployment(
+    name="LLM worker",
+    program=ORCHESTRATOR.program,
+    namespace=ORCHESTRATOR.namespace,
+    task_queue=LLM_TASK_QUEUE,
+    args=("--only", "llm"),
+    log="llm_worker.log",
+    activities_only=True,
+)
+
+
+def llm_task_queue(workflow_task_queue: str) -> str:
+    """The task queue of the planning calls of a workflow on `workflow_task_queue`.
+
+    The orchestrator's queue has the LLM queue beside it; a workflow on any other queue (a test's
+    or a benchmark's own) plans on its own queue, served by one worker as before.
+    """
+    return LLM_TASK_QUEUE if workflow_task_queue == ORCHESTRATOR.task_queue else workflow_task_queue
+
+
 # The IT team's tools, behind their own namespace and Nexus endpoint.
 IT = NexusDeployment(
     name="IT Nexus worker",
@@ -73,6 +114,8 @@ FINANCE = NexusDeployment(
 )
 
 DEPLOYMENTS: tuple[Deployment, ...] = (ORCHESTRATOR, IT, FINANCE)
+# What `uv run demo` starts: the orchestrator as two processes, then the teams.
+DEMO_DEPLOYMENTS: tuple[Deployment, ...] = (ORCHESTRATOR_WORKFLOWS, ORCHESTRATOR_LLM, IT, FINANCE)
 NEXUS_DEPLOYMENTS: tuple[NexusDeployment, ...] = (IT, FINANCE)
 
 

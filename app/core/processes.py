@@ -137,11 +137,11 @@ async def is_polling(
     client: Client, deployment: Deployment, pid: int | None = None, timeout: float | None = None
 ) -> bool:
     """Whether the server sees a worker (the process `pid`, if given) polling `deployment`."""
-    queue_type = (
-        TaskQueueType.TASK_QUEUE_TYPE_NEXUS
-        if isinstance(deployment, NexusDeployment)
-        else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-    )
+    queue_type = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    if isinstance(deployment, NexusDeployment):
+        queue_type = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
+    elif deployment.activities_only:
+        queue_type = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     request = DescribeTaskQueueRequest(
         namespace=deployment.namespace,
         task_queue=TaskQueue(name=deployment.task_queue),

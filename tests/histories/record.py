@@ -49,7 +49,7 @@ from app.agent.tools.activity import execute_tool
 from app.agent.tools.approvals import ToolDecision
 from app.agent.tools.endpoints import check_endpoints
 from app.agent.tools.mcp_config import DEFAULT_FILE, MCPConfig, load_config
-from app.agent.worker import orchestrator_worker
+from app.agent.worker import Workers, orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
 from app.core.names import FINANCE, IT
@@ -140,7 +140,13 @@ def decides(message: str, approve: bool, note: str = "") -> Callable[[Handle], A
         while not (pending := await handle.query(AgentWorkflow.get_pending_approvals)).calls:
             await asyncio.sleep(0.05)
         [call] = pending.calls
-        decision = ToolDecision(call_id=call.call_id, approve=approve, note=note)
+        decision = ToolDecision(
+            call_id=call.call_id,
+            approve=approve,
+            note=note,
+            approval_id=call.approval_id,
+            digest=call.digest,
+        )
         await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
         print(f"    > {message}\n    ? {approve}\n    < {(await update.result())[:100]}")
 
@@ -245,6 +251,11 @@ RECORDINGS: list[Recording] = [
         decides("Create a Jira issue in OPS: the VPN drops", approve=False, note="duplicate"),
     ),
     Recording(
+        "approval_ids",
+        "an approval under workflow-made ids and digests (patch approval-ids), then runs",
+        decides("Create a Jira issue in PROJ: the login page is slow", approve=True),
+    ),
+    Recording(
         "queued_messages",
         "three messages sent at once, answered in order",
         sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of NVDA?"),
@@ -289,7 +300,7 @@ async def latency(milliseconds: int) -> AsyncIterator[None]:
             os.environ["OFFLINE_MODEL_LATENCY_MS"] = before
 
 
-def orchestrator_for(client: Client, recording: Recording) -> Worker:
+def orchestrator_for(client: Client, recording: Recording) -> Worker | Workers:
     task_queue = f"golden-{recording.kind}"
     options: dict[str, Any] = {"task_queue": task_queue, "identity": IDENTITY}
     options["mcp_config"] = recording.mcp
@@ -339,7 +350,7 @@ def write(name: str, history: WorkflowHistory) -> None:
     print(f"  wrote tests/histories/{name}: {len(history.events)} events, {len(text):,} bytes")
 
 
-async def record_all(env: WorkflowEnvironment, kinds: list[str]) -> None:
+async def record_all(env: WorkflowEnvironment, kinds: set[str]) -> None:
     """Record every kind, or only `kinds` (their files are replaced, the others kept)."""
     client = env.client
     await ensure_nexus_setup(client)
@@ -387,7 +398,8 @@ async def main() -> None:
         identity=IDENTITY,
     )
     try:
-        await record_all(env, sys.argv[1:])
+        # `record KIND ...` adds the histories of new kinds and leaves every other file alone.
+        await record_all(env, set(sys.argv[1:]))
     finally:
         await env.shutdown()
         # Measured: exiting right after shutdown occasionally crashed the interpreter.

@@ -2,7 +2,9 @@
 
 `TextPublisher` sends text to the conversation's Workflow Stream with
 `WorkflowStreamClient.from_within_activity()`, coalescing the tokens that arrive within one batch
-interval into one event (one signal, one history event per batch, not per token). Text still
+interval into one event (one signal, one history event per batch, not per token). It streams
+text only when the workflow says someone watches (`PlanInput.watched`), and sends its first batch
+one interval after the call starts, so a quick answer costs no signal at all. Text still
 unsent when the reply turns out to be the turn's answer is dropped: the workflow publishes the
 answer whole, and clients print that in place of the streamed text. A retried
 attempt first tells clients to drop the text the failed attempt showed, and a failing attempt
@@ -63,11 +65,15 @@ class StreamSettings:
 class TextPublisher:
     """The text of one LLM attempt, published in batches while it streams."""
 
-    def __init__(self, turn_id: str, settings: StreamSettings | None = None) -> None:
+    def __init__(
+        self, turn_id: str, settings: StreamSettings | None = None, *, watched: bool = True
+    ) -> None:
         self.settings = settings or StreamSettings.from_env()
         self.turn_id = turn_id
         self.enabled = bool(turn_id) and activity.info().workflow_id is not None
-        self.streams_text = self.enabled and self.settings.stream_text
+        # Nobody watching: no text at all (the answer arrives whole), and no streamed call.
+        self.streams_text = self.enabled and self.settings.stream_text and watched
+        self._started = time.monotonic()
         self._client: WorkflowStreamClient | None = None
         self._topic: TopicHandle[AgentEvent] | None = None
         self._pending = ""
@@ -92,8 +98,13 @@ class TextPublisher:
             self._publish(DropPartialText(turn_id=self.turn_id, attempt=attempt - 1))
         return self
 
+    def calling(self) -> None:
+        """The provider call starts now (LiteLLM's first import may have taken seconds): the
+        first batch leaves one interval from here."""
+        self._started = time.monotonic()
+
     def text(self, delta: str) -> None:
-        """A piece of the answer; sent at once if the last batch left an interval ago."""
+        """A piece of the answer, sent with the next batch."""
         if self.streams_text:
             self._pending += delta
             self._wake.set()
@@ -103,6 +114,13 @@ class TextPublisher:
         (`TurnAnswered`) and clients print in place of the streamed text: text not sent yet is
         not sent at all, which spares a signal and a workflow task per turn."""
         self._pending = ""
+
+    def restart(self) -> None:
+        """The text so far is void (a fallback model answers in its place): clients drop it."""
+        self._pending = ""
+        if self._published_text:
+            self._publish(DropPartialText(turn_id=self.turn_id, attempt=activity.info().attempt))
+            self._published_text = False
 
     def failed(self, error: ApplicationError) -> None:
         """This attempt failed: its text is void, and Temporal may try again."""
@@ -146,16 +164,23 @@ class TextPublisher:
 
     async def _send_batches(self) -> None:
         assert self._client is not None
+        interval = self.settings.batch_interval_seconds
+        # The first batch waits one interval from the call's start: an answer that is complete by
+        # then is published whole by the workflow, and sends no text at all.
+        next_batch = self._started + interval
         while not self._closing.is_set():
             await self._wake.wait()
             self._wake.clear()
-            started = time.monotonic()
+            # At most one batch per interval, but no waiting once the attempt is over.
+            rest = next_batch - time.monotonic()
+            if rest > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), rest)
+                if self._closing.is_set():
+                    break
             self._take_pending_text()
             await self._client.flush()
-            # At most one batch per interval, but no waiting once the attempt is over.
-            rest = self.settings.batch_interval_seconds - (time.monotonic() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), max(0.0, rest))
+            next_batch = time.monotonic() + interval
         self._take_pending_text()
         await self._client.flush()
 

@@ -15,7 +15,6 @@ hung or missing ("unavailable").
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -178,14 +177,3 @@ class MCPToolbox:
             f"Error: the {spec.name} tool is unavailable: MCP server {spec.server} did not "
             f"answer ({reason}). It may work again in a later turn."
         )
-
-
-def parse_arguments(arguments: str) -> dict[str, Any] | str:
-    """The model's JSON arguments as an object, or the error the LLM reads."""
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError as err:
-        return f"Error: the arguments are not valid JSON: {err}"
-    if not isinstance(value, dict):
-        return "Error: the arguments must be a JSON object"
-    return value

@@ -5,18 +5,35 @@ activities, remote tools as Nexus operations, MCP servers' tools through `mcp_to
 of a step at once. Every call gets exactly one tool result, as providers require: a failure, a
 call over the per-step limit, a result over the turn's byte budget and a Nexus endpoint that does
 not exist each become a result the LLM reads, so no tool can end the conversation or wedge it.
+
+The workflow routes a call by the tool's name only (patch `route-by-name`): it checks that the
+arguments are a JSON object and leaves their validation to the activity or the Nexus handler, so a
+team that changes its input model changes ordinary code, not what an open conversation replays.
+A catalog change that changes commands (a rename, a new route, `requires_approval`) needs a
+`workflow.patched` guard, as `Tool.approval_patch` shows. MCP servers' tools that write wait for
+the same approval, under the same ids and digests. A write whose outcome is unknown (no
+answer in time) says so, and its idempotency key (the conversation and the approval id) makes a
+retry of the same approved call create nothing new.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import nexusrpc
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    NexusOperationError,
+    TimeoutError,
+    TimeoutType,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -32,13 +49,21 @@ with workflow.unsafe.imports_passed_through():
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
-    from app.agent.tools.activity import execute_tool
-    from app.agent.tools.approvals import Approvals
+    from app.agent.tools.activity import execute_tool, validation_summary
+    from app.agent.tools.approvals import APPROVAL_IDS_PATCH, Approvals, approval_id
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
-    from app.agent.tools.mcp_toolbox import MCPToolbox, parse_arguments
+    from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
+    from app.agent.tools.mcp_toolbox import MCPToolbox
     from app.agent.tools.mcp_tools import MCPToolSpec
     from app.core.errors import failure_message
+    from app.it.service import IDEMPOTENCY_KEY_HEADER
+
+# Patches (see the README's "Changing the agent loop safely"): the workflow routes by name and no
+# longer validates arguments; and a call that waits for approval asks `check_endpoints` after its
+# wait, not before it (an endpoint deleted during the wait would fail every workflow task).
+ROUTE_BY_NAME_PATCH = "route-by-name"
+NO_STEP_ENDPOINT_CHECK_PATCH = "no-step-endpoint-check"
 
 
 @dataclass
@@ -46,17 +71,36 @@ class TurnSpending:
     """What one turn has used of its budgets so far."""
 
     steps: int = 0
+    # The turn's number in the conversation (carried across continue-as-new): approval ids.
+    turn: int = 0
     # Planning inputs and tool results: what the turn has written to the event history.
     bytes: int = 0
     tool_result_bytes: int = 0
 
 
-def validation_summary(err: ValidationError) -> str:
-    """A pydantic validation error in one line, without documentation links."""
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-        for e in err.errors(include_url=False)
-    )
+def json_arguments(call: ToolCall) -> dict[str, Any] | str:
+    """The call's arguments as a JSON object, or the error result the LLM reads instead."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError as err:
+        return f"Error: invalid arguments for {call.name}: arguments: Invalid JSON ({err})"
+    if not isinstance(arguments, dict):
+        return f"Error: invalid arguments for {call.name}: arguments: expected a JSON object"
+    return arguments
+
+
+def definite_failure(err: BaseException) -> bool:
+    """Whether a failed call surely did nothing: its arguments were refused before it ran."""
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, ApplicationError) and current.type == "InvalidToolArguments":
+            return True
+        if isinstance(current, nexusrpc.HandlerError) and (
+            current.type == nexusrpc.HandlerErrorType.BAD_REQUEST
+        ):
+            return True
+        current = current.__cause__
+    return False
 
 
 def timeout_type(err: BaseException) -> TimeoutType | None:
@@ -75,6 +119,13 @@ def describe_call(call: ToolCall) -> str:
     if tool is not None and tool.route is not None:
         return f"{call.name} via {tool.route.endpoint}"
     return call.name
+
+
+def call_summary(name: str, arguments: dict[str, Any], limit: int = 80) -> str:
+    """A tool call as the Web UI names its step: `calculator 15 * 23`, `stock_price AAPL`."""
+    values = " ".join(str(value) for value in arguments.values())
+    text = f"{name} {values}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ToolRunner:
@@ -117,8 +168,15 @@ class ToolRunner:
     async def run(self, calls: list[ToolCall], spent: TurnSpending) -> list[Message]:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
-        missing = await self._missing_endpoints(run)
-        contents = await asyncio.gather(*(self._run_with_events(call, missing) for call in run))
+        if workflow.patched(NO_STEP_ENDPOINT_CHECK_PATCH):
+            # Calls that wait for approval check their endpoint after the wait, not before it.
+            at_once = [c for c in run if not ((t := TOOLS.get(c.name)) and self._needs_approval(t))]
+            missing = await self._missing_endpoints(at_once)
+        else:
+            missing = await self._missing_endpoints(run)  # histories from before the patch
+        contents = await asyncio.gather(
+            *(self._run_with_events(call, missing, spent, index) for index, call in enumerate(run))
+        )
         results = [
             Message.tool_result(call, self._within_budget(content, spent))
             for call, content in zip(run, contents, strict=True)
@@ -142,7 +200,9 @@ class ToolRunner:
         """The Nexus endpoints these calls need that do not exist on the server.
 
         Checked right before the calls, in the same workflow task: a call to an endpoint that
-        does not exist fails the task, and the retried task then checks again.
+        does not exist fails the task, and the retried task then checks again. Since the patch
+        `no-step-endpoint-check` only a call that waited for approval asks: its endpoint may have
+        gone during the wait, and its decision must not be lost in a failing task.
         """
         wanted = list(
             dict.fromkeys(
@@ -166,88 +226,148 @@ class ToolRunner:
             return set()
         return set(result.missing)
 
-    async def _run_with_events(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+    async def _run_with_events(
+        self, call: ToolCall, missing_endpoints: set[str], spent: TurnSpending, index: int
+    ) -> str:
         """One tool call, announced on the conversation's stream as it starts and finishes."""
         tool = TOOLS.get(call.name)
         endpoint = tool.route.endpoint if tool is not None and tool.route is not None else None
         self._events.tool_started(call.id, call.name, call.arguments, endpoint)
         started = workflow.time()
-        content = await self._run_tool(call, missing_endpoints)
+        content = await self._run_tool(call, missing_endpoints, spent, index)
         self._events.tool_finished(call.id, call.name, content, started)
         return content
 
-    async def _run_tool(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+    async def _run_tool(
+        self, call: ToolCall, missing_endpoints: set[str], spent: TurnSpending, index: int
+    ) -> str:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""
         tool = TOOLS.get(call.name)
         if tool is None and (spec := self.mcp.get(call.name)) is not None:
-            return await self._run_mcp_tool(call, spec)
+            return await self._run_mcp_tool(call, spec, spent, index)
         if tool is None:
             names = [*TOOLS, *(spec.name for spec in self.mcp.specs)]
             return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(names)}."
-        try:
-            args = tool.input_model.model_validate_json(call.arguments or "{}")
-        except ValidationError as err:
-            return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
-        if tool.requires_approval:
+        arguments = self._arguments(call, tool)
+        if isinstance(arguments, str):
+            return arguments
+        key = ""
+        if self._needs_approval(tool):
             # Waits, durably, for a person's decision; the other calls of the step run meanwhile.
-            timeout = timedelta(seconds=self._config.approval_timeout_seconds)
-            refusal = await self._approvals.refusal(call, args.model_dump(mode="json"), timeout)
+            refusal, key = await self._approval(call, arguments, spent, index)
             if refusal is not None:
                 return refusal
+            if key and tool.route is not None:
+                missing_endpoints = await self._missing_endpoints([call])
         if tool.route is None:
-            return await self._run_local_tool(tool, args)
+            return await self._run_local_tool(tool, arguments)
         if tool.route.endpoint in missing_endpoints:
             return (
                 f"Error: the {tool.name} tool is unavailable: the Nexus endpoint "
                 f"{tool.route.endpoint} does not exist on the server (`{SETUP_COMMAND}` "
                 "creates it)."
             )
-        return await self._run_nexus_tool(tool, args)
+        return await self._run_nexus_tool(tool, arguments, key)
 
-    async def _run_mcp_tool(self, call: ToolCall, spec: MCPToolSpec) -> str:
+    async def _run_mcp_tool(
+        self, call: ToolCall, spec: MCPToolSpec, spent: TurnSpending, index: int
+    ) -> str:
         """A tool of an MCP server: its arguments are checked by the server itself."""
-        args = parse_arguments(call.arguments)
-        if isinstance(args, str):
-            return args
+        arguments = json_arguments(call)
+        if isinstance(arguments, str):
+            return arguments
         if spec.requires_approval:
-            # The same durable wait as the catalog's writing tools.
-            timeout = timedelta(seconds=self._config.approval_timeout_seconds)
-            refusal = await self._approvals.refusal(call, args, timeout)
+            # The same durable wait, ids and digests as the catalog's writing tools.
+            refusal, _ = await self._approval(call, arguments, spent, index)
             if refusal is not None:
                 return refusal
-        return await self.mcp.call(spec, args)
+        return await self.mcp.call(spec, arguments)
 
-    async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
+    async def _approval(
+        self, call: ToolCall, arguments: dict[str, Any], spent: TurnSpending, index: int
+    ) -> tuple[str | None, str]:
+        """Wait for a person's decision: the refusal the LLM reads (None if approved), and the
+        approval id ("" for waits recorded before the patch `approval-ids`)."""
+        timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+        key = ""
+        if workflow.patched(APPROVAL_IDS_PATCH):
+            key = approval_id(spent.turn, spent.steps, index)
+        return await self._approvals.refusal(call, arguments, timeout, key), key
+
+    @staticmethod
+    def _arguments(call: ToolCall, tool: Tool) -> dict[str, Any] | str:
+        """The call's arguments, or the error result; validated here only before the patch."""
+        if workflow.patched(ROUTE_BY_NAME_PATCH):
+            return json_arguments(call)
+        # Histories from before the patch: validated as then, against frozen copies of the models.
+        try:
+            model = LEGACY_INPUT_MODELS.get(call.name, tool.input_model)
+            args = model.model_validate_json(call.arguments or "{}")
+        except ValidationError as err:
+            return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
+        return args.model_dump(mode="json")
+
+    @staticmethod
+    def _needs_approval(tool: Tool) -> bool:
+        """Whether calls of `tool` wait for a person; a later `requires_approval` is patched."""
+        if not tool.requires_approval:
+            return False
+        return tool.approval_patch is None or workflow.patched(tool.approval_patch)
+
+    async def _run_local_tool(self, tool: Tool, arguments: dict[str, Any]) -> str:
         request = ToolRequest(
             name=tool.name,
-            arguments=args.model_dump_json(),
+            arguments=json.dumps(arguments),
             max_result_chars=self._config.max_tool_result_chars,
         )
         timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
         retry = RetryPolicy(maximum_attempts=3)
+        summary = call_summary(tool.name, arguments)
         try:
             if self._config.local_tools_as_local_activities:
                 result = await workflow.execute_local_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
             else:
                 result = await workflow.execute_activity(
-                    execute_tool, request, start_to_close_timeout=timeout, retry_policy=retry
+                    execute_tool,
+                    request,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=summary,
                 )
         except ActivityError as err:
             return f"Error: the {tool.name} tool failed: {failure_message(err)}"
         return result.content
 
-    async def _run_nexus_tool(self, tool: Tool, args: BaseModel) -> str:
+    async def _run_nexus_tool(self, tool: Tool, arguments: dict[str, Any], key: str) -> str:
+        """A remote call; the handler validates `arguments` against the team's own model."""
         assert tool.route is not None
         timeout = self._config.nexus_timeout_seconds
+        headers = {}
+        if key:
+            # The same approved call always carries the same key, whatever Nexus request it is.
+            headers[IDEMPOTENCY_KEY_HEADER] = f"{workflow.info().workflow_id}/{key}"
         try:
             output = await self._nexus_clients[tool.route.endpoint].execute_operation(
                 tool.route.operation,
-                args,
+                arguments,
                 schedule_to_close_timeout=timedelta(seconds=timeout),
+                headers=headers or None,
+                summary=call_summary(tool.name, arguments),
             )
         except NexusOperationError as err:
+            if tool.requires_approval and not definite_failure(err):
+                # A write may have landed although no answer came: a retry could write twice.
+                target = arguments.get(tool.target_argument or "") or tool.route.endpoint
+                return (
+                    f"Error: {tool.name}: outcome unknown: check {target} before trying again "
+                    f"(it may have been done; {failure_message(err)})."
+                )
             if timeout_type(err) is not None:
                 return (
                     f"Error: the {tool.name} tool is unavailable: {tool.route.endpoint} did not "

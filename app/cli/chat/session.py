@@ -12,6 +12,7 @@ restarted mid-turn) shows that turn from its start, then its answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from datetime import timedelta
@@ -309,10 +310,15 @@ class ChatSession:
         if self.terminal.live:
             turn.view = self.terminal.live_view = LiveView(self.terminal.console).__enter__()
             # A new turn is followed from the log's start (it holds this turn and the one before).
+            polling = asyncio.Event()
             follow = follow_turn(
-                self.client, self.conversation_id, update_id, from_offset, turn.view
+                self.client, self.conversation_id, update_id, from_offset, turn.view, polling
             )
             tasks.append(asyncio.create_task(follow))
+            # Its first poll leaves before the message: the workflow streams text only to a
+            # conversation someone watches, and decides so when it plans.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(polling.wait(), 1.0)
         self._in_flight = turn
         try:
             retries = self._retries()

@@ -48,7 +48,8 @@ from app.core.connection import (
     temporal_address,
 )
 from app.core.dev_server import dev_server_args, find_binary
-from app.core.names import DEPLOYMENTS, ORCHESTRATOR, PROJECT_ROOT, Deployment
+from app.core.names import DEMO_DEPLOYMENTS as DEPLOYMENTS  # the orchestrator as two processes
+from app.core.names import ORCHESTRATOR, PROJECT_ROOT, Deployment
 from app.core.processes import Child, port_is_listening
 from app.core.setup import ensure_nexus_setup, ensure_search_attributes
 
@@ -287,7 +288,7 @@ class Demo:
         )
 
     async def start_workers(self) -> None:
-        """Start the three worker programs (`wait_until_ready` waits for them)."""
+        """Start the worker programs (`wait_until_ready` waits for them)."""
         names = ", ".join(program.name for program in DEPLOYMENTS)
         self.progress.line(f"Workers: starting the {names} (logs in {shown_path(self.state)})")
         self.started_workers = time.monotonic()
@@ -306,7 +307,7 @@ class Demo:
 
     async def start_worker(self, program: Deployment, *, again: bool = False) -> Child:
         """Start one worker program; `again` keeps the log of the process that died."""
-        command = [sys.executable, program.program]
+        command = [sys.executable, program.program, *program.args]
         log = self.state / program.log_name
         if again:
             with log.open("a") as output:

@@ -25,7 +25,7 @@ from temporalio.service import RPCError
 
 from app.agent.llm.client import READY_TEXT
 from app.cli.demo.progress import DemoError, shown_path
-from app.core.names import ORCHESTRATOR, Deployment
+from app.core.names import ORCHESTRATOR, ORCHESTRATOR_LLM, Deployment
 from app.core.processes import Child, is_polling
 
 RESTART_LIMIT = 3
@@ -159,7 +159,7 @@ async def wait_until_ready(
         await asyncio.sleep(0.1)
     all_polling = time.monotonic() - started
     # It polls before it has loaded LiteLLM (seconds); a first message waits for that.
-    orchestrator = workers.get(ORCHESTRATOR)
+    orchestrator = workers.get(ORCHESTRATOR_LLM) or workers.get(ORCHESTRATOR)
     while orchestrator and orchestrator.exit_code is None and time.monotonic() < deadline:
         for line in orchestrator.log.read_text(errors="replace").splitlines():
             if READY_TEXT in line:
