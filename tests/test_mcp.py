@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 from app.agent.llm.offline_model import offline_reply
 from app.agent.tools.catalog import TOOLS
@@ -19,9 +20,11 @@ from app.agent.tools.mcp_config import (
     expand,
     load_config,
 )
+from app.agent.tools.mcp_toolbox import failure_result
 from app.agent.tools.mcp_tools import (
     TOOL_NAME,
     MCPServerInfo,
+    MCPToolSpec,
     exposed_name,
     needs_approval,
     result_text,
@@ -151,6 +154,43 @@ def test_results_become_text_structured_json_and_named_media():
         False,
     )
     assert result_text(failed) == ("no such file", True)
+
+
+def failed(cause: BaseException) -> ActivityError:
+    """An MCP call's activity failure with `cause`, as the workflow sees it."""
+    err = ActivityError(
+        "activity failed",
+        scheduled_event_id=5,
+        started_event_id=6,
+        identity="worker",
+        activity_type="temporalio.mcp.git.call-tool",
+        activity_id="3",
+        retry_state=None,
+    )
+    err.__cause__ = cause
+    return err
+
+
+def test_a_write_that_got_no_answer_says_its_outcome_is_unknown():
+    read = MCPToolSpec(
+        name="git__git_status", server="git", tool="git_status", requires_approval=False
+    )
+    write = MCPToolSpec(name="git__git_commit", server="git", tool="git_commit")
+    hung = failed(
+        TimeoutError("activity timeout", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])
+    )
+    unavailable = "is unavailable: MCP server git did not answer ("
+    assert unavailable in failure_result(read, hung)
+    assert failure_result(read, hung).endswith("It may work again in a later turn.")
+    assert unavailable in failure_result(write, hung)
+    assert failure_result(write, hung).endswith(
+        "Outcome unknown: it may have been done; check before trying again."
+    )
+    # A JSON-RPC error is an answer: the server refused the call, so nothing was done.
+    refused = failed(ApplicationError("Unknown tool", -32602, type="MCPProtocolError"))
+    assert failure_result(write, refused) == (
+        "Error: the git__git_commit tool refused the call (JSON-RPC error -32602): Unknown tool"
+    )
 
 
 def test_the_default_file_configures_the_time_server_only():

@@ -157,23 +157,29 @@ class MCPToolbox:
         try:
             result = await client.call_tool(spec.tool, arguments)
         except ActivityError as err:
-            return self._failure(spec, err)
+            return failure_result(spec, err)
         text, is_error = result_text(result.model_dump(mode="json"))
         text = cap_text(text, config.max_tool_result_chars)
         if is_error:
             return f"Error: the {spec.name} tool reported an error: {text or 'no details'}"
         return text
 
-    def _failure(self, spec: MCPToolSpec, err: ActivityError) -> str:
-        cause = _cause(err)
-        if isinstance(cause, ApplicationError) and cause.type == "MCPProtocolError":
-            # The server answered with a JSON-RPC error: the call itself was wrong.
-            code = f" (JSON-RPC error {cause.details[0]})" if cause.details else ""
-            message = cap_text(cause.message, 2_000)
-            return f"Error: the {spec.name} tool refused the call{code}: {message}"
-        # Dead, hung or missing: what the user should hear is that the tool is unavailable.
-        reason = cap_text(failure_message(cause), 500)
-        return (
-            f"Error: the {spec.name} tool is unavailable: MCP server {spec.server} did not "
-            f"answer ({reason}). It may work again in a later turn."
-        )
+
+def failure_result(spec: MCPToolSpec, err: ActivityError) -> str:
+    """The tool result the LLM reads when a call of `spec` failed."""
+    cause = _cause(err)
+    if isinstance(cause, ApplicationError) and cause.type == "MCPProtocolError":
+        # The server answered with a JSON-RPC error: the call itself was wrong.
+        code = f" (JSON-RPC error {cause.details[0]})" if cause.details else ""
+        message = cap_text(cause.message, 2_000)
+        return f"Error: the {spec.name} tool refused the call{code}: {message}"
+    # Dead, hung or missing: what the user should hear is that the tool is unavailable.
+    reason = cap_text(failure_message(cause), 500)
+    unavailable = (
+        f"Error: the {spec.name} tool is unavailable: MCP server {spec.server} did not "
+        f"answer ({reason})."
+    )
+    if spec.requires_approval:
+        # A write may have landed although no answer came, and MCP has no idempotency key.
+        return f"{unavailable} Outcome unknown: it may have been done; check before trying again."
+    return f"{unavailable} It may work again in a later turn."
