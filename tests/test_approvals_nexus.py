@@ -317,13 +317,18 @@ def test_issue_fields_refuse_what_jira_would_refuse(fields: dict[str, str], erro
 
 
 class SlowJira(SampleJiraClient):
-    """Creates the issue at once, then answers after the caller stopped waiting."""
+    """Creates the issue at once, then answers only after the caller stopped waiting (`release`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
 
     async def create_issue(
         self, issue: CreateJiraIssueInput, idempotency_key: str
     ) -> CreateJiraIssueOutput:
         created = await super().create_issue(issue, idempotency_key)
-        await asyncio.sleep(4)
+        async with asyncio.timeout(60):
+            await self.release.wait()
         return created
 
 
@@ -346,8 +351,9 @@ async def test_a_write_whose_outcome_is_unknown_says_so_and_is_keyed_by_the_appr
     ):
         handle = await client.start_workflow(
             AgentWorkflow.run,
-            # The caller gives up after 2 s; Jira answers after 4 s, having created the issue.
-            AgentInput(config=AgentConfig(nexus_timeout_seconds=2)),
+            # The caller gives up after 5 s; Jira answers only after that, having created the
+            # issue at once.
+            AgentInput(config=AgentConfig(nexus_timeout_seconds=5)),
             id=f"approvals-{uuid.uuid4()}",
             task_queue=task_queue,
         )
@@ -355,10 +361,7 @@ async def test_a_write_whose_outcome_is_unknown_says_so_and_is_keyed_by_the_appr
         [pending] = await pending_calls(handle)
         await decide(handle, "c1", approve=True)
         answer = await turn.result()
-        for _ in range(600):  # the IT side goes on after the caller gave up
-            if jira.created:
-                break
-            await asyncio.sleep(0.1)
+        jira.release.set()
     assert answer.startswith(
         "Error: create_jira_issue: outcome unknown: check PROJ before trying again (it may have "
         "been done; "
