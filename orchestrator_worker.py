@@ -34,6 +34,7 @@ from app.agent.llm.client import (
     worker_model,
 )
 from app.agent.llm.prices import unpriced_budget_warning
+from app.agent.tools.mcp_config import MCPConfigError, config_path, describe, load_config
 from app.agent.worker import PARTS, Part, orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
@@ -58,10 +59,18 @@ async def main(client: Client | None = None, parts: Sequence[Part] = PARTS) -> N
         budget = BudgetSettings.from_env()
     except ValueError as err:
         raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
+    try:
+        mcp = load_config()
+    except MCPConfigError as err:
+        raise SystemExit(f"{ORCHESTRATOR.name}: {err}") from None
     client = client or await connect_or_explain(ORCHESTRATOR.namespace)
     if (problem := await startup_problem(client)) is not None:
         raise SystemExit(f"{ORCHESTRATOR.name}: {problem}")
-    worker = orchestrator_worker(client, parts)
+    if "workflows" in parts:
+        # The MCP servers serve the workflows' worker, which calls their tools.
+        where = config_path() or "MCP_SERVERS_FILE is empty"
+        logging.getLogger(__name__).info("%s (from %s)", describe(mcp), where)
+    worker = orchestrator_worker(client, parts, mcp_config=mcp)
     if "llm" not in parts:
         # No LiteLLM in this process: `get_status` shows the configured model; the LLM worker's
         # log says which one answers (the offline model when the configured one has no key).

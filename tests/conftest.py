@@ -24,6 +24,8 @@ from app.core.setup import ensure_search_attributes
 # Tests use the deterministic offline model unless a test sets another one itself, whatever a
 # developer's `.env` says.
 os.environ["LLM_MODEL"] = "offline/agent"
+# No MCP server (app/agent/tools/mcp_servers.json) starts unless a test configures one itself.
+os.environ["MCP_SERVERS_FILE"] = ""
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 

@@ -32,6 +32,8 @@ from app.agent.models import AgentConfig, AgentInput
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.catalog import TOOLS
 from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
+from app.agent.tools.mcp_config import MCPConfig, servers_activity
+from app.agent.tools.mcp_toolbox import MCP_PATCH
 from app.agent.workflow import AgentWorkflow
 from app.core.codec import EncryptionCodec, EncryptionKey, encrypting_data_converter
 from app.core.names import AGENT_WORKFLOW_NAME
@@ -54,6 +56,9 @@ from tests.test_encryption_stack import paths_and_payloads
 # is still live, see docs/versioning.md) below it: all of them must replay.
 GOLDEN = sorted(HISTORIES.rglob("*.json"))
 NEWEST = sorted(HISTORIES.glob("*.json"))
+
+
+no_mcp_servers = servers_activity(MCPConfig())
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -158,7 +163,9 @@ async def test_a_patched_change_takes_the_new_branch_in_new_runs(
         client,
         task_queue=task_queue,
         workflows=[PatchedScreening],
-        activities=[llm.plan_next_action, execute_tool, screen_message],
+        # `mcp_servers` as every orchestrator worker has it (no servers): the replays below
+        # read its result from the history, as they read every activity's.
+        activities=[llm.plan_next_action, execute_tool, screen_message, no_mcp_servers],
     )
     async with worker:
         handle = await client.start_workflow(
@@ -183,8 +190,14 @@ async def test_a_patched_change_takes_the_new_branch_in_new_runs(
         ("user", "something forbidden"),
         ("assistant", refused),
     ]
-    assert scheduled_activities(new_run) == ["screen_message", "plan_next_action", "screen_message"]
-    assert patch_markers(new_run) == [PATCH_ID]
+    assert scheduled_activities(new_run) == [
+        "screen_message",
+        "mcp_servers",
+        "plan_next_action",
+        "screen_message",
+    ]
+    # MCP_PATCH: every run since MCP tools came lists them (none on this worker).
+    assert patch_markers(new_run) == [MCP_PATCH, PATCH_ID]
 
     # The new run replays with the patched code and with its later clean-up...
     await replay(new_run, PatchedScreening)

@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from app.agent.llm.usage import ConversationUsage, LLMUsage, UsageTotals
+from app.agent.tools.mcp_tools import MCPToolSpec
 
 
 class ToolCall(BaseModel):
@@ -133,6 +134,12 @@ class AgentConfig(BaseModel):
     max_cost_usd: float | None = None
     # A tool call that needs a person's approval and gets no decision this soon counts as denied.
     approval_timeout_seconds: float = 600.0
+    # MCP tools (app/agent/tools/mcp_toolbox.py): each attempt of a listing or a call, all of a
+    # call's attempts together, and the attempts of a tool that does not write (one for those
+    # that do: a retry could write twice).
+    mcp_call_timeout_seconds: float = 30.0
+    mcp_call_deadline_seconds: float = 60.0
+    mcp_max_attempts: int = 3
 
     def llm_retry_policy(self) -> RetryPolicy:
         """The planning call's retry policy: Temporal owns LLM retries."""
@@ -215,6 +222,8 @@ class PlanInput(BaseModel):
     spent: UsageTotals = Field(default_factory=UsageTotals)
     # The turn (its `send_message` Update id) whose text the activity publishes as it arrives.
     turn_id: str = ""
+    # The MCP servers' tools of this run, as listed at its start: offered beside the catalog's.
+    tools: list[MCPToolSpec] = Field(default_factory=list)
     # Whether a client follows the conversation's stream: text is streamed only then (the
     # workflow knows from the stream's polls; inputs recorded before this field stream as before).
     watched: bool = True

@@ -24,6 +24,7 @@ from app.agent.llm.activity import plan_next_action
 from app.agent.llm.client import LLMSettings, ModelChoice, announce_worker_model, choose_model
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.endpoints import EndpointsMissing, check_endpoints, require_endpoints
+from app.agent.tools.mcp_config import MCPConfig, load_config, mcp_plugin, servers_activity
 from app.agent.workflow import AgentWorkflow
 from app.core.names import LLM_TASK_QUEUE, ORCHESTRATOR, llm_task_queue
 from app.core.sandbox import SandboxedRunner
@@ -65,8 +66,9 @@ class Workers:
         await self._stack.aclose()
 
 
-def workflow_worker(client: Client, **options: Any) -> Worker:
-    """The agent workflow with its local-tool and endpoint-check activities."""
+def workflow_worker(client: Client, mcp_config: MCPConfig | None = None, **options: Any) -> Worker:
+    """The agent workflow with its local-tool, endpoint-check and MCP activities, for the MCP
+    servers of `mcp_config` (default: the file `MCP_SERVERS_FILE` names)."""
     settings: dict[str, Any] = {
         "task_queue": ORCHESTRATOR.task_queue,
         "workflows": [AgentWorkflow],
@@ -80,7 +82,13 @@ def workflow_worker(client: Client, **options: Any) -> Worker:
         # payloads stay far below 2 MB through the byte budgets (AgentConfig, MAX_REPLY_BYTES).
         "disable_payload_error_limit": True,
     }
-    return Worker(client, **(settings | options))
+    settings |= options
+    # The MCP servers come with the workflow's worker whatever activities a test passes: the
+    # workflow asks `mcp_servers` at the start of every run, on its own task queue.
+    mcp = mcp_config if mcp_config is not None else load_config()
+    settings["activities"] = [*settings["activities"], servers_activity(mcp)]
+    settings["plugins"] = [*settings.get("plugins", []), mcp_plugin(mcp)]
+    return Worker(client, **settings)
 
 
 def llm_worker(client: Client, **options: Any) -> Worker:
@@ -96,10 +104,11 @@ def llm_worker(client: Client, **options: Any) -> Worker:
 def orchestrator_worker(
     client: Client, parts: Sequence[Part] = PARTS, **options: Any
 ) -> Worker | Workers:
-    """The agent workflow with its LLM, local-tool and endpoint-check activities.
+    """The agent workflow with its LLM, local-tool, endpoint-check and MCP activities.
 
     On the orchestrator's own queue, `parts` chooses what this process runs (both by default,
-    one `Workers`); on any other queue (tests), one worker runs everything.
+    one `Workers`); on any other queue (tests), one worker runs everything. The option
+    `mcp_config` (an `MCPConfig`) names the MCP servers of the workflows' worker.
     """
     # Clients learn the model from the worker (get_status), not from their own environment. Only
     # an offline model is named here: naming any other may import LiteLLM (seconds), which the
@@ -107,15 +116,16 @@ def orchestrator_worker(
     if LLMSettings.from_env().model.startswith("offline/"):
         announce_worker_model(choose_model().describe())
     task_queue = options.get("task_queue", ORCHESTRATOR.task_queue)
+    mcp_config: MCPConfig | None = options.pop("mcp_config", None)
     if llm_task_queue(task_queue) == task_queue:
         settings: dict[str, Any] = {
             "activities": [plan_next_action, execute_tool, check_endpoints],
             "graceful_shutdown_timeout": LLM_GRACEFUL_SHUTDOWN,
         }
-        return workflow_worker(client, **(settings | options))
+        return workflow_worker(client, mcp_config, **(settings | options))
     workers: list[Worker] = []
     if "workflows" in parts:
-        workers.append(workflow_worker(client, **options))
+        workers.append(workflow_worker(client, mcp_config, **options))
     if "llm" in parts:
         llm_options = {k: v for k, v in options.items() if k not in {"workflows", "task_queue"}}
         llm_options.pop("workflow_runner", None)

@@ -1,13 +1,12 @@
 """The orchestrator: a durable, multi-turn agent loop as a Temporal workflow.
 
-Each user message arrives as the Update `send_message` and runs one turn: a hand-written `while`
-loop that asks the LLM for the next action (`plan_next_action`, in `llm/`), runs the tools it asks
-for (`tools/`: local tools through `execute_tool`, remote tools through Nexus, several at once),
-feeds the results back, and stops when the LLM answers or the turn reaches one of its bounds. The
-workflow keeps the conversation itself and serves turns one at a time in arrival order. A run that
-is full refuses new messages with `ConversationRunFull`, answers the ones it accepted, and
-continues as new; senders retry with the same Update id, and recent answers are carried along so
-a retry never runs twice. Approvals wait for `decide_tool_call`; costs are kept (`get_usage`).
+Each user message arrives as the Update `send_message` and runs one turn: a `while` loop that asks
+the LLM for the next action (`plan_next_action`), runs the tools it asks for (`tools/`: local ones,
+Nexus ones, MCP servers' listed once per run; several at once), feeds the results back, and stops
+when the LLM answers or the turn reaches a bound. Turns run one at a time in arrival order. A full
+run refuses new messages with `ConversationRunFull`, answers those it accepted, and continues as
+new; senders retry with the same Update id, and recent answers are carried along so a retry never
+runs twice. Approvals wait for `decide_tool_call`; costs are kept (`get_usage`).
 """
 
 from __future__ import annotations
@@ -326,10 +325,11 @@ class AgentWorkflow:
         if refusal is not None:
             return Message.assistant(refusal)
         self._set_status("thinking")
+        tools = await self._tools.mcp.ready(self._turns)  # listed once per run
         try:
             plan = await workflow.execute_activity(
                 plan_next_action,
-                self._events.plan_input(window, spent),
+                self._events.plan_input(window, spent, tools),
                 # Core's replay check compares an activity's id and type, not its task queue.
                 task_queue=planning_queue(workflow.info().task_queue),
                 summary=f"plan step {step}",

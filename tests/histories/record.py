@@ -11,7 +11,8 @@ failures and a runaway loop. Each conversation is ended, and every run of it is 
 continued as new). Worker identities and the host's addresses are fixed, so the files say nothing
 about the machine that recorded them. Recording replaces the files at the top of
 `tests/histories/` (folders below it keep older generations, see the README); commit them all
-together.
+together. `python -m tests.histories.record KIND ...` records only those kinds, to add a new one
+without touching the others.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from app.agent.models import (
 from app.agent.tools.activity import execute_tool
 from app.agent.tools.approvals import ToolDecision
 from app.agent.tools.endpoints import check_endpoints
+from app.agent.tools.mcp_config import DEFAULT_FILE, MCPConfig, load_config
 from app.agent.worker import Workers, orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
@@ -93,6 +95,8 @@ class Recording:
     planner: ScriptedPlanner | None = None
     # Offline-model latency while this conversation runs, so that messages can queue up.
     latency_ms: int = 0
+    # The MCP servers of the orchestrator worker (none unless the kind is about them).
+    mcp: MCPConfig = field(default_factory=MCPConfig)
 
 
 def says(text: str) -> Message:
@@ -257,6 +261,12 @@ RECORDINGS: list[Recording] = [
         sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of NVDA?"),
         latency_ms=300,
     ),
+    Recording(
+        "mcp_time",
+        "tools of the default MCP server (mcp-server-time), listed once and called twice",
+        sends("What time is it in Tokyo?", "Convert 9:30 from London to Tokyo time"),
+        mcp=load_config(DEFAULT_FILE),
+    ),
 ]
 
 
@@ -292,12 +302,12 @@ async def latency(milliseconds: int) -> AsyncIterator[None]:
 
 def orchestrator_for(client: Client, recording: Recording) -> Worker | Workers:
     task_queue = f"golden-{recording.kind}"
+    options: dict[str, Any] = {"task_queue": task_queue, "identity": IDENTITY}
+    options["mcp_config"] = recording.mcp
     if recording.planner is None:
-        return orchestrator_worker(client, task_queue=task_queue, identity=IDENTITY)
+        return orchestrator_worker(client, **options)
     activities: list[Any] = [recording.planner.plan_next_action, execute_tool, check_endpoints]
-    return orchestrator_worker(
-        client, task_queue=task_queue, identity=IDENTITY, activities=activities
-    )
+    return orchestrator_worker(client, activities=activities, **options)
 
 
 async def record(client: Client, recording: Recording) -> list[WorkflowHistory]:
@@ -340,7 +350,8 @@ def write(name: str, history: WorkflowHistory) -> None:
     print(f"  wrote tests/histories/{name}: {len(history.events)} events, {len(text):,} bytes")
 
 
-async def record_all(env: WorkflowEnvironment, only: set[str]) -> None:
+async def record_all(env: WorkflowEnvironment, kinds: set[str]) -> None:
+    """Record every kind, or only `kinds` (their files are replaced, the others kept)."""
     client = env.client
     await ensure_nexus_setup(client)
     target = client.service_client.config.target_host
@@ -350,22 +361,24 @@ async def record_all(env: WorkflowEnvironment, only: set[str]) -> None:
         )
         for ns in (IT.namespace, FINANCE.namespace)
     ]
-    if not only:
-        for stale in HISTORIES.glob("*.json"):
+    unknown = set(kinds) - {recording.kind for recording in RECORDINGS}
+    if unknown:
+        raise SystemExit(f"record: no recording named {', '.join(sorted(unknown))}")
+    recordings = [r for r in RECORDINGS if not kinds or r.kind in kinds]
+    for stale in HISTORIES.glob("*.json"):
+        if not kinds or stale.name.split(".")[0] in kinds:
             stale.unlink()
     # The sync get_ip operation would otherwise write this machine's name into a committed file.
     it_handler.get_host_addresses = lambda: GOLDEN_HOST
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(it_worker(it_client, identity=IDENTITY))
         await stack.enter_async_context(finance_worker(finance_client, identity=IDENTITY))
-        for recording in RECORDINGS:
-            if only and recording.kind not in only:
-                continue
+        for recording in recordings:
             print(f"{recording.kind}: {recording.covers}")
             runs = await record(client, recording)
             for name, history in zip(file_names(recording.kind, len(runs)), runs, strict=True):
                 write(name, history)
-        if not only:
+        if not kinds or "it_nexus_jira" in kinds:
             write("jira_metrics_handler.json", await jira_handler_history(it_client))
 
 

@@ -177,7 +177,7 @@ def with_failed_usage(err: ApplicationError, usage: LLMUsage | None) -> Applicat
 
 
 async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
-    tools = tool_schemas()
+    tools = tool_schemas() + [tool.tool_schema() for tool in input.tools]
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [message.to_chat() for message in input.messages]
     async with TextPublisher(input.turn_id, watched=input.watched) as publisher:

@@ -4,12 +4,11 @@ It lets the sample run with no API key and no network, and it goes through exact
 `litellm.acompletion` + native tool-calling path as a real provider: it reads the chat messages and
 the `tools=` list, and answers either with tool calls or with text. It understands the README's
 example requests (arithmetic, echo, IP address, stock prices, ROI, Jira metrics, creating a Jira
-issue), asks for several
-tools at once when a message asks for several things, and writes the final answer from the tool
-results. Anything else gets an honest answer about what it is and what it can do. It reports
-realistic token counts (LiteLLM's `token_counter`) and costs nothing (its price in LiteLLM's
-model table is 0). `OFFLINE_MODEL_LATENCY_MS` adds a fixed delay per call, for benchmarks and
-crash tests.
+issue) and MCP servers' tools by their descriptions (`offline_mcp.py`), asks for several tools at
+once when a message asks for several things, and writes the final answer from the tool results.
+Anything else gets an honest answer about what it is and what it can do. It reports realistic
+token counts (LiteLLM's `token_counter`) and costs nothing (its price in LiteLLM's model table is
+0). `OFFLINE_MODEL_LATENCY_MS` adds a fixed delay per call, for benchmarks and crash tests.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from litellm.types.utils import (
 )
 from litellm.types.utils import Message as LiteLLMMessage
 
+from app.agent.llm.offline_mcp import describe_mcp_result, mcp_tool_call
 from app.agent.llm.offline_tokens import count_usage
 from app.agent.tools.calculator import NAMES as CALCULATOR_NAMES
 
@@ -41,7 +41,8 @@ CAPABILITIES = (
     "I'm the offline model, so I only understand a few kinds of request: arithmetic "
     '("Calculate 15 * 23"), "Echo hello", "What is my IP address?", stock prices '
     '("What is the stock price of AAPL?"), ROI ("Calculate the ROI for $10000 invested at 5% '
-    'for 10 years") and Jira metrics ("Show Jira metrics for project PROJ"). '
+    'for 10 years"), Jira metrics ("Show Jira metrics for project PROJ"), and the tools of MCP '
+    'servers by their descriptions ("What time is it in Tokyo?"). '
     "Set LLM_MODEL and a provider key for a real LLM."
 )
 
@@ -218,6 +219,8 @@ def describe_result(name: str, arguments: dict[str, Any], content: str) -> str:
         data = json.loads(content)
     except ValueError:
         data = content
+    if "__" in name:
+        return describe_mcp_result(name, data)
     if not isinstance(data, dict):
         if name == "calculator":
             return f"{arguments.get('expression', '')} = {content}"
@@ -275,12 +278,16 @@ def answer_from_tool_results(messages: list[dict[str, Any]]) -> str:
     return " ".join(sentences)
 
 
-def offline_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> OfflineReply:
+def offline_reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> OfflineReply:
     """The offline model's whole behaviour: plan tools for a new message, or answer from results."""
     last = messages[-1] if messages else {"role": "user", "content": ""}
     if last.get("role") == "tool":
         return OfflineReply(text=answer_from_tool_results(messages))
-    return plan_for_user_message(str(last.get("content") or ""), tool_names)
+    text = str(last.get("content") or "")
+    reply = plan_for_user_message(text, {tool["function"]["name"] for tool in tools})
+    # Else an MCP server's tool, which the model knows only by its name and description.
+    mcp_call = None if reply.tool_calls else mcp_tool_call(text, tools)
+    return OfflineReply(tool_calls=[mcp_call]) if mcp_call else reply
 
 
 class OfflineAgentLLM(CustomLLM):
@@ -368,8 +375,7 @@ def _usage(kwargs: dict[str, Any], reply: OfflineReply) -> Usage:
 def _reply(kwargs: dict[str, Any]) -> tuple[OfflineReply, str]:
     """The reply to LiteLLM's call arguments, and the prefix of its tool-call ids."""
     messages: list[dict[str, Any]] = kwargs.get("messages") or []
-    tool_names = {tool["function"]["name"] for tool in _tools(kwargs)}
-    return offline_reply(messages, tool_names), f"call_{len(messages)}"
+    return offline_reply(messages, _tools(kwargs)), f"call_{len(messages)}"
 
 
 def _chunk(

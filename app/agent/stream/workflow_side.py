@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TurnAnswered,
         TurnStarted,
     )
+    from app.agent.tools.mcp_tools import MCPToolSpec
 
 # The longest text one event carries (an answer, a call's arguments), in characters. The log keeps
 # two turns, each of at most `max_steps_per_turn * max_tool_calls_per_step` calls: this bounds it.
@@ -184,9 +185,18 @@ class ConversationEvents:
         self._topic.publish(TurnAnswered(turn_id=self.turn_id, answer=capped, model=model))
         self.turn_offset = None
 
-    def plan_input(self, window: list[Message], spent: UsageTotals) -> PlanInput:
-        """A planning call's input, naming the turn whose text it streams, if anyone watches."""
-        return PlanInput(messages=window, spent=spent, turn_id=self.turn_id, watched=self.watched)
+    def plan_input(
+        self, window: list[Message], spent: UsageTotals, tools: list[MCPToolSpec] | None = None
+    ) -> PlanInput:
+        """A planning call's input, naming the turn whose text it streams, if anyone watches;
+        `tools` are the MCP servers' tools of this run."""
+        return PlanInput(
+            messages=window,
+            spent=spent,
+            turn_id=self.turn_id,
+            watched=self.watched,
+            tools=tools or [],
+        )
 
     def shown_in(self, status: AgentStatus) -> AgentStatus:
         """`status` with the turn in progress, if any, and the offset its events start at."""

@@ -1,16 +1,17 @@
 """Running the tool calls of one planning step, for the workflow, within the turn's budgets.
 
 Workflow code (deterministic, run inside the agent workflow): local tools run as (local)
-activities, remote tools as Nexus operations, all calls of a step at once. Every call gets exactly
-one tool result, as providers require: a failure, a call over the per-step limit, a result over
-the turn's byte budget and a Nexus endpoint that does not exist each become a result the LLM
-reads, so no tool can end the conversation or wedge it.
+activities, remote tools as Nexus operations, MCP servers' tools through `mcp_toolbox`, all calls
+of a step at once. Every call gets exactly one tool result, as providers require: a failure, a
+call over the per-step limit, a result over the turn's byte budget and a Nexus endpoint that does
+not exist each become a result the LLM reads, so no tool can end the conversation or wedge it.
 
 The workflow routes a call by the tool's name only (patch `route-by-name`): it checks that the
 arguments are a JSON object and leaves their validation to the activity or the Nexus handler, so a
 team that changes its input model changes ordinary code, not what an open conversation replays.
 A catalog change that changes commands (a rename, a new route, `requires_approval`) needs a
-`workflow.patched` guard, as `Tool.approval_patch` shows. A write whose outcome is unknown (no
+`workflow.patched` guard, as `Tool.approval_patch` shows. MCP servers' tools that write wait for
+the same approval, under the same ids and digests. A write whose outcome is unknown (no
 answer in time) says so, and its idempotency key (the conversation and the approval id) makes a
 retry of the same approved call create nothing new.
 """
@@ -53,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
     from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
+    from app.agent.tools.mcp_toolbox import MCPToolbox
+    from app.agent.tools.mcp_tools import MCPToolSpec
     from app.core.errors import failure_message
     from app.it.service import IDEMPOTENCY_KEY_HEADER
 
@@ -129,11 +132,16 @@ class ToolRunner:
     """Runs the tool calls of a step; one per workflow run."""
 
     def __init__(
-        self, config: AgentConfig, approvals: Approvals, events: ConversationEvents
+        self,
+        config: AgentConfig,
+        approvals: Approvals,
+        events: ConversationEvents,
     ) -> None:
         self._config = config
         self._approvals = approvals
         self._events = events
+        # MCP servers' tools: listed at the start of each run (none in runs recorded before).
+        self.mcp = MCPToolbox(config)
         # One Nexus client per endpoint, created once per run from the catalog's contracts.
         self._nexus_clients: dict[str, workflow.NexusClient[Any]] = {
             tool.route.endpoint: workflow.create_nexus_client(
@@ -235,18 +243,18 @@ class ToolRunner:
     ) -> str:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""
         tool = TOOLS.get(call.name)
+        if tool is None and (spec := self.mcp.get(call.name)) is not None:
+            return await self._run_mcp_tool(call, spec, spent, index)
         if tool is None:
-            return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
+            names = [*TOOLS, *(spec.name for spec in self.mcp.specs)]
+            return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(names)}."
         arguments = self._arguments(call, tool)
         if isinstance(arguments, str):
             return arguments
         key = ""
         if self._needs_approval(tool):
             # Waits, durably, for a person's decision; the other calls of the step run meanwhile.
-            timeout = timedelta(seconds=self._config.approval_timeout_seconds)
-            if workflow.patched(APPROVAL_IDS_PATCH):
-                key = approval_id(spent.turn, spent.steps, index)
-            refusal = await self._approvals.refusal(call, arguments, timeout, key)
+            refusal, key = await self._approval(call, arguments, spent, index)
             if refusal is not None:
                 return refusal
             if key and tool.route is not None:
@@ -260,6 +268,31 @@ class ToolRunner:
                 "creates it)."
             )
         return await self._run_nexus_tool(tool, arguments, key)
+
+    async def _run_mcp_tool(
+        self, call: ToolCall, spec: MCPToolSpec, spent: TurnSpending, index: int
+    ) -> str:
+        """A tool of an MCP server: its arguments are checked by the server itself."""
+        arguments = json_arguments(call)
+        if isinstance(arguments, str):
+            return arguments
+        if spec.requires_approval:
+            # The same durable wait, ids and digests as the catalog's writing tools.
+            refusal, _ = await self._approval(call, arguments, spent, index)
+            if refusal is not None:
+                return refusal
+        return await self.mcp.call(spec, arguments)
+
+    async def _approval(
+        self, call: ToolCall, arguments: dict[str, Any], spent: TurnSpending, index: int
+    ) -> tuple[str | None, str]:
+        """Wait for a person's decision: the refusal the LLM reads (None if approved), and the
+        approval id ("" for waits recorded before the patch `approval-ids`)."""
+        timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+        key = ""
+        if workflow.patched(APPROVAL_IDS_PATCH):
+            key = approval_id(spent.turn, spent.steps, index)
+        return await self._approvals.refusal(call, arguments, timeout, key), key
 
     @staticmethod
     def _arguments(call: ToolCall, tool: Tool) -> dict[str, Any] | str:
