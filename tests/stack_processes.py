@@ -35,6 +35,9 @@ def program_env(**overrides: str | None) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("TEMPORAL_", "DEMO_", "OFFLINE_MODEL_"))
+        # pytest-xdist's workers set COLUMNS=80 and LINES=24, which rich prefers to the size of
+        # a child's own terminal: a 60-column test terminal was then drawn as 80 columns wide.
+        and name not in ("COLUMNS", "LINES")
     }
     env.update(LLM_MODEL="offline/agent", PYTHONUNBUFFERED="1", LITELLM_LOCAL_MODEL_COST_MAP="True")
     for name, value in overrides.items():
