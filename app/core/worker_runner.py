@@ -5,6 +5,7 @@ in a terminal or `uv run demo` stops its children. A worker that meets a payload
 decrypt stops too, with one line saying which key is missing: running on would fail the same
 workflow task again and again, while the fix is always in the worker's configuration. A worker
 that cannot reach its server says so in one line too (`ConnectionProblem`), never a traceback.
+Each worker program starts its telemetry here, before it connects (`app/core/telemetry.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from temporalio.worker import Worker
 
 from app.core.codec import EncryptionKeyError, codec_of
 from app.core.connection import ConnectionProblem
+from app.core.telemetry import (
+    TelemetrySettingError,
+    flush_traces,
+    log_handler_formatter,
+    start_worker_telemetry,
+)
 
 
 async def run_until_stopped(
@@ -62,9 +69,11 @@ def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], descriptio
     The one line is a server that does not answer, a key problem, or a start-up check that
     refused (`SystemExit` with its message). A Ctrl-C before the worker polls exits with 130.
     """
+    configure_logging()
     try:
+        start_worker_telemetry(description.lower().replace(" ", "-"))
         asyncio.run(main())
-    except (ConnectionProblem, EncryptionKeyError) as err:
+    except (ConnectionProblem, EncryptionKeyError, TelemetrySettingError) as err:
         _exit(1, f"{description}: {err}")
     except SystemExit as err:
         if isinstance(err.code, str):
@@ -80,15 +89,16 @@ def _exit(code: int, message: str | None = None) -> NoReturn:
         print(message, file=sys.stderr, flush=True)
     # Measured: finalizing the interpreter while the SDK's native threads (or LiteLLM's import
     # thread) still run crashed it now and then (PyGILState_Release), turning a clean one-line
-    # exit into a core dump. The worker has shut down: nothing is left to clean up.
+    # exit into a core dump. The worker has shut down: only buffered spans and logs are left.
+    flush_traces()
     logging.shutdown()
     os._exit(code)
 
 
 def configure_logging() -> None:
-    """One-line log records on stderr, quiet libraries."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """One log record per line on stderr (JSON with `LOG_FORMAT=json`), quiet libraries."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_handler_formatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("LiteLLM", "litellm", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -30,6 +30,7 @@ from app.agent.llm.client import (
     response_usage,
 )
 from app.agent.llm.errors import provider_error
+from app.agent.llm.telemetry import llm_call_telemetry, note_response
 from app.agent.models import (
     Message,
     PlanInput,
@@ -112,7 +113,8 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             message=Message.assistant(refusal), model=settings.model, budget_exhausted=True
         )
     try:
-        return await _plan(input, settings)
+        with llm_call_telemetry(settings.model) as call:
+            return call.answered(await _plan(input, settings))
     except ApplicationError as err:
         # Expected failures are BENIGN (no traceback from the SDK): one line per attempt.
         retrying = "not retried" if err.non_retryable else "will retry"
@@ -136,6 +138,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 messages = fit_to_context(candidate_models(settings), messages, tools)
                 on_text = publisher.text if publisher.streams_text else None
                 response, model = await complete(messages, tools, settings, on_text)
+                note_response(response)
                 if response.choices and not response.choices[0].message.tool_calls:
                     publisher.answered()
         except ApplicationError as err:

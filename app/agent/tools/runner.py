@@ -10,7 +10,7 @@ reads, so no tool can end the conversation or wedge it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutErr
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from app.agent.metrics import count_approval_decision, count_approval_request, count_tool_call
     from app.agent.models import (
         AgentConfig,
         EndpointCheck,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from app.agent.stream.workflow_side import ConversationEvents
     from app.agent.tools.activity import execute_tool
-    from app.agent.tools.approvals import Approvals
+    from app.agent.tools.approvals import Approvals, timed_out
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
     from app.core.errors import failure_message
@@ -47,6 +48,7 @@ class TurnSpending:
     # Planning inputs and tool results: what the turn has written to the event history.
     bytes: int = 0
     tool_result_bytes: int = 0
+    tools: list[str] = field(default_factory=list)  # the tools called, in order
 
 
 def validation_summary(err: ValidationError) -> str:
@@ -110,6 +112,7 @@ class ToolRunner:
     async def run(self, calls: list[ToolCall], spent: TurnSpending) -> list[Message]:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
+        spent.tools += [call.name for call in run]
         missing = await self._missing_endpoints(run)
         contents = await asyncio.gather(*(self._run_with_events(call, missing) for call in run))
         results = [
@@ -166,6 +169,7 @@ class ToolRunner:
         self._events.tool_started(call.id, call.name, call.arguments, endpoint)
         started = workflow.time()
         content = await self._run_tool(call, missing_endpoints)
+        count_tool_call(call.name, content)
         self._events.tool_finished(call.id, call.name, content, started)
         return content
 
@@ -181,7 +185,9 @@ class ToolRunner:
         if tool.requires_approval:
             # Waits, durably, for a person's decision; the other calls of the step run meanwhile.
             timeout = timedelta(seconds=self._config.approval_timeout_seconds)
+            count_approval_request(call.name)
             refusal = await self._approvals.refusal(call, args.model_dump(mode="json"), timeout)
+            count_approval_decision(call.name, refusal, refusal == timed_out(timeout))
             if refusal is not None:
                 return refusal
         if tool.route is None:

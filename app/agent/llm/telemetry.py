@@ -1,0 +1,106 @@
+"""What one LLM call shows an operator: a span with the GenAI conventions, and its metrics.
+
+`plan_next_action` runs each provider call inside `llm_call_telemetry`. The span (a child of the
+activity's span, so it sits in the turn's trace) follows OpenTelemetry's GenAI semantic
+conventions: `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens` and
+`output_tokens`, `gen_ai.response.finish_reasons`, `error.type`; plus the call's price
+(`gen_ai.usage.cost_usd`, LiteLLM's cost map) and the activity attempt (`temporal.attempt`). It
+never carries the prompt, the answer or a key. The metrics go through the activity's SDK meter:
+`agent_llm_calls_total{model,outcome}`, `agent_llm_tokens_total{model,type}`,
+`agent_llm_call_cost_usd{model}` (its `_sum` is the money spent) and
+`agent_llm_call_duration_seconds{model,outcome}`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from opentelemetry import trace
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from app.agent.models import PlanOutput
+
+_tracer = trace.get_tracer(__name__)
+
+
+class LLMCall:
+    """The call in progress: `answered` records what the provider returned."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.output: PlanOutput | None = None
+
+    def answered(self, output: PlanOutput) -> PlanOutput:
+        """The call returned `output`: its model, tokens and price go on the span."""
+        self.output = output
+        usage = output.usage
+        self.span.set_attributes(
+            {
+                "gen_ai.response.model": output.model,
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
+            }
+        )
+        if usage.cost_usd is not None:
+            self.span.set_attribute("gen_ai.usage.cost_usd", usage.cost_usd)
+        return output
+
+
+def note_response(response: Any) -> None:
+    """Put the provider's finish reasons and response id on the current LLM call's span."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    reasons = [str(c.finish_reason) for c in getattr(response, "choices", []) if c.finish_reason]
+    span.set_attribute("gen_ai.response.finish_reasons", reasons)
+    if response_id := getattr(response, "id", None):
+        span.set_attribute("gen_ai.response.id", str(response_id))
+
+
+@contextmanager
+def llm_call_telemetry(model: str) -> Iterator[LLMCall]:
+    """Trace and measure one planning call to `model` (the configured model)."""
+    attributes: dict[str, str | int] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": model,
+        "temporal.attempt": activity.info().attempt,
+    }
+    started = time.monotonic()
+    with _tracer.start_as_current_span(
+        f"chat {model}", kind=trace.SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        call = LLMCall(span)
+        try:
+            yield call
+        except BaseException as err:
+            outcome = err.type if isinstance(err, ApplicationError) and err.type else "error"
+            span.set_attribute("error.type", outcome)
+            _record(model, outcome, time.monotonic() - started, None)
+            raise
+        _record(model, "ok", time.monotonic() - started, call.output)
+
+
+def _record(model: str, outcome: str, seconds: float, output: PlanOutput | None) -> None:
+    """The call's metrics, labelled with the model that answered (or was asked, on failure)."""
+    meter = activity.metric_meter()
+    if output is not None:
+        model = output.model
+    labels = {"model": model, "outcome": outcome}
+    meter.create_counter("agent_llm_calls", "LLM calls by model and outcome").add(1, labels)
+    meter.create_histogram_timedelta(
+        "agent_llm_call_duration", "LLM call latency, as the worker measured it"
+    ).record(timedelta(seconds=seconds), labels)
+    if output is None:
+        return
+    tokens = meter.create_counter("agent_llm_tokens", "LLM tokens by model and type")
+    tokens.add(output.usage.prompt_tokens, {"model": model, "type": "input"})
+    tokens.add(output.usage.completion_tokens, {"model": model, "type": "output"})
+    if output.usage.cost_usd is not None:
+        meter.create_histogram_float(
+            "agent_llm_call_cost", "LLM cost per call (LiteLLM's cost map)", "usd"
+        ).record(output.usage.cost_usd, {"model": model})
