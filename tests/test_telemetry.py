@@ -1,0 +1,170 @@
+"""Traces survive replay without duplicates; the turn's log line; telemetry settings.
+
+A worker that caches no workflow replays the whole history before each workflow task, the worst
+case for duplicate spans: a turn run on it must export each span once, the same spans as a
+caching worker. Replaying the turn's history, and every golden history, with the tracing plugin
+must export nothing. Spans go to an in-memory exporter through the replay-safe provider that
+`start_tracing` installs, the same path as the OTLP exporter minus the wire (the wire is tested in
+`test_telemetry_stack.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import (
+    OpenTelemetryPlugin,
+    ReplaySafeTracerProvider,
+    create_tracer_provider,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from app.agent.models import AgentInput
+from app.agent.worker import orchestrator_worker
+from app.agent.workflow import AgentWorkflow
+from app.core.telemetry import (
+    JsonFormatter,
+    TelemetrySettingError,
+    metrics_runtime,
+    tracing_configured,
+)
+from tests.test_golden_histories import agent_histories, load
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    """The process's tracer provider, replay-safe, exporting to memory (set once per process)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, ReplaySafeTracerProvider):
+        provider = create_tracer_provider()
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        pytest.skip("another tracer provider was installed in this process first")
+    return EXPORTER
+
+
+async def traced_client(env: WorkflowEnvironment) -> Client:
+    return await Client.connect(
+        env.client.service_client.config.target_host,
+        namespace=env.client.namespace,
+        data_converter=pydantic_data_converter,
+        plugins=[OpenTelemetryPlugin(add_temporal_spans=True)],
+    )
+
+
+async def one_traced_turn(client: Client, **worker_options: object) -> str:
+    """Run one calculator turn in a new conversation; return its workflow id."""
+    task_queue = f"telemetry-{uuid.uuid4()}"
+    async with orchestrator_worker(client, task_queue=task_queue, **worker_options):
+        handle = await client.start_workflow(
+            AgentWorkflow.run, AgentInput(), id=f"traced-{uuid.uuid4()}", task_queue=task_queue
+        )
+        answer = await handle.execute_update(AgentWorkflow.send_message, "Calculate 15 * 23")
+        assert "345" in answer
+        await handle.signal(AgentWorkflow.end_conversation)
+        await handle.result()
+    return handle.id
+
+
+def turn_spans(exporter: InMemorySpanExporter, workflow_id: str) -> Counter[str]:
+    """The names of the spans of the Update's trace, counted."""
+    spans = exporter.get_finished_spans()
+    updates = [
+        s
+        for s in spans
+        if s.name == "StartWorkflowUpdate:send_message"
+        and (s.attributes or {}).get("temporalWorkflowID") == workflow_id
+    ]
+    assert len(updates) == 1, [s.name for s in spans]
+    trace_id = updates[0].context.trace_id
+    ids = [s.context.span_id for s in spans if s.context.trace_id == trace_id]
+    assert len(ids) == len(set(ids)), "a span was exported twice"
+    return Counter(s.name for s in spans if s.context.trace_id == trace_id)
+
+
+EXPECTED = {
+    "StartWorkflowUpdate:send_message": 1,
+    "HandleUpdate:send_message": 1,
+    "StartActivity:plan_next_action": 2,
+    "RunActivity:plan_next_action": 2,
+    "chat offline/agent": 2,
+    "StartActivity:execute_tool": 1,
+    "RunActivity:execute_tool": 1,
+}
+
+
+async def test_a_worker_that_replays_every_task_exports_each_span_once(
+    dev_env: WorkflowEnvironment, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+):
+    client = await traced_client(dev_env)
+    cached_id = await one_traced_turn(client)
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    replaying_id = await one_traced_turn(client, max_cached_workflows=0)
+
+    cached = turn_spans(exporter, cached_id)
+    replaying = turn_spans(exporter, replaying_id)
+    assert {name: cached[name] for name in EXPECTED} == EXPECTED, cached
+    assert replaying == cached
+
+    # One log line for the turn, though its workflow code ran again at every task.
+    lines = [r for r in caplog.records if r.getMessage().startswith("Turn answered:")]
+    lines = [r for r in lines if getattr(r, "conversation_id", None) == replaying_id]
+    assert len(lines) == 1
+    record = lines[0]
+    update = next(
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "HandleUpdate:send_message"
+        and (s.attributes or {}).get("temporalWorkflowID") == replaying_id
+    )
+    fields = json.loads(JsonFormatter().format(record))
+    assert fields["trace_id"] == format(update.context.trace_id, "032x")
+    assert (fields["turn"], fields["steps"], fields["tools"]) == (1, 2, "calculator")
+    assert fields["tokens"] > 0 and fields["cost_usd"] == 0.0 and fields["seconds"] >= 0
+    assert f"trace_id={fields['trace_id']}" in fields["message"]
+
+
+async def test_replaying_with_the_tracing_plugin_exports_no_span(
+    dev_env: WorkflowEnvironment, exporter: InMemorySpanExporter
+):
+    client = await traced_client(dev_env)
+    workflow_id = await one_traced_turn(client)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    replayer = Replayer(
+        workflows=[AgentWorkflow],
+        data_converter=pydantic_data_converter,
+        plugins=[OpenTelemetryPlugin(add_temporal_spans=True)],
+    )
+    exporter.clear()
+    await replayer.replay_workflow(history)
+    for path in agent_histories():
+        await replayer.replay_workflow(load(path))
+    assert exporter.get_finished_spans() == ()
+
+
+def test_traces_are_exported_only_when_an_endpoint_is_set():
+    assert not tracing_configured({})
+    assert tracing_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert tracing_configured({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert not tracing_configured(endpoint | {"OTEL_SDK_DISABLED": "true"})
+    assert not tracing_configured(endpoint | {"OTEL_TRACES_EXPORTER": "none"})
+
+
+def test_a_bad_metrics_address_is_refused_with_the_variable_named():
+    assert metrics_runtime({}) is None
+    with pytest.raises(TelemetrySettingError, match=r"PROMETHEUS_BIND_ADDRESS='nonsense' cannot"):
+        metrics_runtime({"PROMETHEUS_BIND_ADDRESS": "nonsense"})
