@@ -12,15 +12,33 @@ the event history, so it changes no command and old histories replay unchanged.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
 from app.agent.llm.usage import TurnUsage
-from app.core.telemetry import current_trace_id
+from app.core.telemetry import cached_instrument, current_trace_id
 
 # The prefixes of the tool results the runner and the approvals write instead of running a call.
 _ERROR_PREFIX = "Error"
 _NOT_RUN_PREFIX = "Not run"
+TOOL_CALLS = "Tool calls by tool and outcome"
+APPROVAL_REQUESTS = "Tool calls that asked a person for approval"
+APPROVAL_DECISIONS = "Approval waits by how they ended"
+
+
+def _metric(kind: str, name: str, description: str, **labels: str) -> Any:
+    """The workflow meter's instrument `name` with `labels` bound, made once per worker queue."""
+    info = workflow.info()
+    scope = (info.namespace, info.task_queue, info.workflow_type)
+    key = (*scope, kind, name, tuple(sorted(labels.items())))
+
+    def create() -> Any:
+        meter = workflow.metric_meter()
+        made = getattr(meter, f"create_{kind}")(name, description)
+        return made.with_additional_attributes(labels) if labels else made
+
+    return cached_instrument(key, create)
 
 
 def tool_outcome(content: str) -> str:
@@ -34,32 +52,30 @@ def tool_outcome(content: str) -> str:
 
 def count_tool_call(tool: str, content: str) -> None:
     """One tool call finished with result `content`."""
-    workflow.metric_meter().create_counter(
-        "agent_tool_calls", "Tool calls by tool and outcome"
-    ).add(1, {"tool": tool, "outcome": tool_outcome(content)})
+    outcome = tool_outcome(content)
+    _metric("counter", "agent_tool_calls", TOOL_CALLS, tool=tool, outcome=outcome).add(1)
 
 
 def count_approval_request(tool: str) -> None:
     """A tool call now waits for a person's decision."""
-    workflow.metric_meter().create_counter(
-        "agent_approval_requests", "Tool calls that asked a person for approval"
-    ).add(1, {"tool": tool})
+    _metric("counter", "agent_approval_requests", APPROVAL_REQUESTS, tool=tool).add(1)
 
 
 def count_approval_decision(tool: str, refusal: str | None, timed_out: bool) -> None:
     """How the wait ended: approved (no refusal), denied, or timed out (which also denies)."""
     decision = "approved" if refusal is None else "timed_out" if timed_out else "denied"
-    workflow.metric_meter().create_counter(
-        "agent_approval_decisions", "Approval waits by how they ended"
-    ).add(1, {"tool": tool, "decision": decision})
+    _metric(
+        "counter", "agent_approval_decisions", APPROVAL_DECISIONS, tool=tool, decision=decision
+    ).add(1)
 
 
 def record_turn(turn: TurnUsage, steps: int, tools: list[str]) -> None:
     """A turn was answered: count it, time it, and log its one line."""
-    meter = workflow.metric_meter()
-    meter.create_counter("agent_turns", "Turns answered").add(1)
-    meter.create_histogram_timedelta(
-        "agent_turn_duration", "Workflow time from a turn's start to its answer"
+    _metric("counter", "agent_turns", "Turns answered").add(1)
+    _metric(
+        "histogram_timedelta",
+        "agent_turn_duration",
+        "Workflow time from a turn's start to its answer",
     ).record(timedelta(seconds=turn.seconds))
     fields = {
         "conversation_id": workflow.info().workflow_id,

@@ -24,8 +24,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from app.agent.models import PlanOutput
+from app.core.telemetry import cached_instrument
 
 _tracer = trace.get_tracer(__name__)
+CALLS = "LLM calls by model and outcome"
+DURATION = "LLM call latency, as the worker measured it"
+TOKENS = "LLM tokens by model and type"
+COST = "LLM cost per call (LiteLLM's cost map)"
 
 
 class LLMCall:
@@ -85,22 +90,37 @@ def llm_call_telemetry(model: str) -> Iterator[LLMCall]:
         _record(model, "ok", time.monotonic() - started, call.output)
 
 
+def _metric(kind: str, name: str, description: str, unit: str = "", **labels: str) -> Any:
+    """The activity meter's instrument `name` with `labels` bound, made once per worker queue."""
+    info = activity.info()
+    scope = (info.namespace, info.task_queue, info.activity_type)
+    key = (*scope, kind, name, tuple(sorted(labels.items())))
+
+    def create() -> Any:
+        made = getattr(activity.metric_meter(), f"create_{kind}")(name, description, unit or None)
+        return made.with_additional_attributes(labels)
+
+    return cached_instrument(key, create)
+
+
 def _record(model: str, outcome: str, seconds: float, output: PlanOutput | None) -> None:
     """The call's metrics, labelled with the model that answered (or was asked, on failure)."""
-    meter = activity.metric_meter()
     if output is not None:
         model = output.model
-    labels = {"model": model, "outcome": outcome}
-    meter.create_counter("agent_llm_calls", "LLM calls by model and outcome").add(1, labels)
-    meter.create_histogram_timedelta(
-        "agent_llm_call_duration", "LLM call latency, as the worker measured it"
-    ).record(timedelta(seconds=seconds), labels)
+    _metric("counter", "agent_llm_calls", CALLS, model=model, outcome=outcome).add(1)
+    _metric(
+        "histogram_timedelta", "agent_llm_call_duration", DURATION, model=model, outcome=outcome
+    ).record(timedelta(seconds=seconds))
     if output is None:
         return
-    tokens = meter.create_counter("agent_llm_tokens", "LLM tokens by model and type")
-    tokens.add(output.usage.prompt_tokens, {"model": model, "type": "input"})
-    tokens.add(output.usage.completion_tokens, {"model": model, "type": "output"})
-    if output.usage.cost_usd is not None:
-        meter.create_histogram_float(
-            "agent_llm_call_cost", "LLM cost per call (LiteLLM's cost map)", "usd"
-        ).record(output.usage.cost_usd, {"model": model})
+    usage = output.usage
+    _metric("counter", "agent_llm_tokens", TOKENS, model=model, type="input").add(
+        usage.prompt_tokens
+    )
+    _metric("counter", "agent_llm_tokens", TOKENS, model=model, type="output").add(
+        usage.completion_tokens
+    )
+    if usage.cost_usd is not None:
+        _metric("histogram_float", "agent_llm_call_cost", COST, "usd", model=model).record(
+            usage.cost_usd
+        )
