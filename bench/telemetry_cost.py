@@ -1,13 +1,15 @@
 """What telemetry costs the orchestrator worker: CPU per turn with it off, on, and exporting traces.
 
-Run it with `uv run python bench/telemetry_cost.py [--rounds 6] [--turns 20]`. One low-latency
-dev server and the two Nexus workers stay up; each round starts `orchestrator_worker.py` once per
-variant, in turn, and measures the worker's CPU (from `/proc/<pid>/stat`) over `--turns`
-sequential turns of each kind (offline model, 0 ms), after a warm-up. Interleaving the variants
-round by round spreads the noise of other work on this shared machine over all of them alike; the
-figures are medians over rounds, and each round's line, with the CPU other processes used, goes
-to stderr. The variants:
+Run it with `uv run python bench/telemetry_cost.py [--rounds 6] [--turns 10] [--before COMMIT]`.
+One low-latency dev server and the two Nexus workers stay up; each round starts
+`orchestrator_worker.py` once per variant, in turn, and measures the worker's CPU (from
+`/proc/<pid>/stat`) over `--turns` sequential turns of each kind (offline model, 0 ms), after a
+warm-up. Interleaving the variants round by round spreads the noise of other work on this shared
+machine over all of them alike; the figures are medians over rounds, and each round's line, with
+the CPU other processes used, goes to stderr. The variants:
 
+- `before` (with `--before COMMIT`): the orchestrator worker of an earlier commit, without any
+  telemetry code (extracted with `git archive`, run with this environment's packages);
 - `off`: no `PROMETHEUS_BIND_ADDRESS`, no OTLP endpoint;
 - `on`: `PROMETHEUS_BIND_ADDRESS` set (the SDK's metrics and the agent's own), no exporter
   configured, hence no tracing: the configuration the issue's 5% bound is about;
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from aiohttp import web
 
 from app.agent.llm.client import READY_TEXT
 from app.agent.models import AgentConfig
+from app.core.names import ORCHESTRATOR, PROJECT_ROOT
 from app.core.processes import free_port
 from bench.results import table
 from bench.run import cpu_used, progress, use_offline_model
@@ -47,6 +52,16 @@ from bench.workload import TURN_KINDS, TemporalDriver, sequential_turns
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("off", "on", "traced")
+
+
+def extract(commit: str, folder: Path) -> Path:
+    """The orchestrator worker program of `commit`, in `folder` (its own `app/` beside it)."""
+    archive = subprocess.run(
+        ["git", "archive", commit], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    # Python puts the program's folder first on sys.path: its `app` wins over this checkout's.
+    return folder / ORCHESTRATOR.program
 
 
 async def otlp_sink() -> tuple[web.AppRunner, str]:
@@ -79,10 +94,13 @@ def variant_env(stack: Stack, variant: str, sink: str) -> tuple[dict[str, str], 
     return env, address
 
 
-async def measure(stack: Stack, variant: str, sink: str, turns: int) -> tuple[float, float]:
+async def measure(
+    stack: Stack, variant: str, sink: str, turns: int, before: Path | None
+) -> tuple[float, float]:
     """One round of one variant: the worker's and the other processes' CPU ms per turn."""
-    env, metrics = variant_env(stack, variant, sink)
-    argv = [sys.executable, *ORCHESTRATOR_PROGRAM]
+    env, metrics = variant_env(stack, "off" if variant == "before" else variant, sink)
+    program = [str(before)] if variant == "before" and before else ORCHESTRATOR_PROGRAM
+    argv = [sys.executable, *program]
     child = await spawn(f"{stack.name}-{ORCHESTRATOR_WORKER}-{variant}", argv, env, stack.log_dir)
     stack.workers[ORCHESTRATOR_WORKER] = child
     try:
@@ -109,8 +127,12 @@ async def measure(stack: Stack, variant: str, sink: str, turns: int) -> tuple[fl
 
 async def main(args: argparse.Namespace) -> None:
     use_offline_model(0)
-    cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    others: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    chosen = tuple(args.variants.split(",")) if args.variants else VARIANTS
+    variants = (("before",) if args.before else ()) + chosen
+    cpu: dict[str, list[float]] = {variant: [] for variant in variants}
+    others: dict[str, list[float]] = {variant: [] for variant in variants}
+    checkout = tempfile.TemporaryDirectory(prefix="telemetry-before-")
+    before = extract(args.before, Path(checkout.name)) if args.before else None
     sink_runner, sink = await otlp_sink()
     try:
         async with running_stack(
@@ -122,9 +144,9 @@ async def main(args: argparse.Namespace) -> None:
         ) as stack:
             for round_number in range(1, args.rounds + 1):
                 # Alternate the order too, so neither variant always runs first.
-                order = VARIANTS if round_number % 2 else tuple(reversed(VARIANTS))
+                order = variants if round_number % 2 else tuple(reversed(variants))
                 for variant in order:
-                    worker_ms, other_ms = await measure(stack, variant, sink, args.turns)
+                    worker_ms, other_ms = await measure(stack, variant, sink, args.turns, before)
                     cpu[variant].append(worker_ms)
                     others[variant].append(other_ms)
                     progress(
@@ -133,6 +155,7 @@ async def main(args: argparse.Namespace) -> None:
                     )
     finally:
         await sink_runner.cleanup()
+        checkout.cleanup()
     off = statistics.median(cpu["off"])
     rows = [
         [
@@ -143,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
             round(max(cpu[variant]), 2),
             round(statistics.median(others[variant]), 1),
         ]
-        for variant in VARIANTS
+        for variant in variants
     ]
     headers = ["variant", "worker CPU ms/turn (median)", "vs off", "min", "max"]
     headers.append("other processes ms/turn")
@@ -156,5 +179,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--turns", type=int, default=20, help="turns of each kind per round")
+    parser.add_argument("--turns", type=int, default=10, help="turns of each kind per round")
+    parser.add_argument("--before", help="also run the orchestrator worker of this commit")
+    parser.add_argument("--variants", help=f"a comma-separated subset of {','.join(VARIANTS)}")
     asyncio.run(main(parser.parse_args()))
