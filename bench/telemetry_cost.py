@@ -95,11 +95,13 @@ def variant_env(stack: Stack, variant: str, sink: str) -> tuple[dict[str, str], 
 
 
 async def measure(
-    stack: Stack, variant: str, sink: str, turns: int, before: Path | None
+    stack: Stack, variant: str, sink: str, turns: int, earlier_program: Path | None
 ) -> tuple[float, float]:
     """One round of one variant: the worker's and the other processes' CPU ms per turn."""
     env, metrics = variant_env(stack, "off" if variant == "before" else variant, sink)
-    program = [str(before)] if variant == "before" and before else ORCHESTRATOR_PROGRAM
+    program = ORCHESTRATOR_PROGRAM
+    if variant == "before" and earlier_program is not None:
+        program = [str(earlier_program)]
     argv = [sys.executable, *program]
     child = await spawn(f"{stack.name}-{ORCHESTRATOR_WORKER}-{variant}", argv, env, stack.log_dir)
     stack.workers[ORCHESTRATOR_WORKER] = child

@@ -43,6 +43,12 @@ from tests.stack_processes import program_env, run_program, wait_until
 pytestmark = pytest.mark.slow
 
 SECRET = "sk-telemetry-test-secret-0123456789"
+# The operator's three queries, as the docs give them.
+TURNS_PER_MINUTE = "sum(rate(agent_turns_total[5m])) * 60"
+P95_TURN_SECONDS = (
+    "histogram_quantile(0.95, sum by (le) (rate(agent_turn_duration_seconds_bucket[5m])))"
+)
+COST_PER_HOUR = "sum(rate(agent_llm_call_cost_usd_sum[15m])) * 3600"
 QUESTION = "What is my IP address?"
 
 
@@ -250,5 +256,9 @@ async def test_a_real_prometheus_scrapes_the_three_workers(stack: Stack, tmp_pat
         assert await value('sum(agent_approval_decisions_total{decision="denied"})') == 1
         assert await value('sum(agent_llm_tokens_total{type="input"})') > 0
         assert await value("sum(agent_llm_call_cost_usd_count)") >= 8
+        # The docs' queries answer (the offline model is free: $0 an hour).
+        assert await scraped(TURNS_PER_MINUTE, 0.001) > 0
+        assert 0 < await value(P95_TURN_SECONDS) <= 300
+        assert await value(COST_PER_HOUR) == 0.0
     finally:
         await prometheus.stop()
