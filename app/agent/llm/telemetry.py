@@ -2,13 +2,13 @@
 
 `plan_next_action` runs each provider call inside `llm_call_telemetry`. The span (a child of the
 activity's span, so it sits in the turn's trace) follows OpenTelemetry's GenAI semantic
-conventions: `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens` and
-`output_tokens`, `gen_ai.response.finish_reasons`, `error.type`; plus the call's price
-(`gen_ai.usage.cost_usd`, LiteLLM's cost map) and the activity attempt (`temporal.attempt`). It
-never carries the prompt, the answer or a key. The metrics go through the activity's SDK meter:
-`agent_llm_calls_total{model,outcome}`, `agent_llm_tokens_total{model,type}`,
-`agent_llm_call_cost_usd{model}` (its `_sum` is the money spent) and
-`agent_llm_call_duration_seconds{model,outcome}`.
+conventions: `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`,
+`gen_ai.usage.input_tokens` and `output_tokens`, `gen_ai.response.finish_reasons`, `error.type`;
+plus the call's price (`gen_ai.usage.cost_usd`, LiteLLM's cost map) and the activity attempt
+(`temporal.attempt`). It never carries the prompt, the answer or a key. The metrics go through
+the activity's SDK meter: `agent_llm_calls_total{model,outcome}`,
+`agent_llm_tokens_total{model,type}`, `agent_llm_call_cost_usd{model}` (its `_sum` is the money
+spent) and `agent_llm_call_duration_seconds{model,outcome}`.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def llm_call_telemetry(model: str) -> Iterator[LLMCall]:
         "gen_ai.request.model": model,
         "temporal.attempt": activity.info().attempt,
     }
+    if "/" in model:  # LiteLLM's provider prefix: `anthropic/claude-...`, `offline/agent`
+        attributes["gen_ai.provider.name"] = model.split("/", 1)[0]
     started = time.monotonic()
     with _tracer.start_as_current_span(
         f"chat {model}", kind=trace.SpanKind.CLIENT, attributes=attributes
