@@ -205,16 +205,23 @@ async def test_a_real_prometheus_scrapes_the_three_workers(stack: Stack, tmp_pat
                 await asyncio.sleep(0.25)
             raise AssertionError(f"{promql} stayed below {at_least}: {await value(promql)}")
 
-        # Scraping already, so that the turns below show as increases (rate) too.
+        # Scraping already: the three workers are up, and what they counted before this test
+        # (the chat's turn of the other test, when it ran first) is known.
         for job in targets:
             assert await scraped(f'up{{job="{job}"}}', 1) == 1
+        turns_before = max(0.0, await value("sum(agent_turns_total)"))
+        calls_before = max(0.0, await value("sum(agent_llm_call_duration_seconds_count)"))
         handle = await stack.client.start_workflow(
             AgentWorkflow.run,
             AgentInput(),
             id=f"telemetry-{uuid.uuid4()}",
             task_queue=ORCHESTRATOR.task_queue,
         )
-        for text in ("Calculate 15 * 23", "What is my IP address?", "Echo hello"):
+        await handle.execute_update(AgentWorkflow.send_message, "Calculate 15 * 23")
+        # Prometheus has the series before the next turns: rate() sees them as increases.
+        await scraped('sum(agent_tool_calls_total{tool="calculator"})', 1)
+        await scraped("sum(agent_turn_duration_seconds_count)", 1)
+        for text in ("What is my IP address?", "Echo hello"):
             await handle.execute_update(AgentWorkflow.send_message, text)
         # One approval asked and denied.
         asked = await handle.start_update(
@@ -236,15 +243,16 @@ async def test_a_real_prometheus_scrapes_the_three_workers(stack: Stack, tmp_pat
         )
         await asyncio.wait_for(asked.result(), 60)
 
-        # Four turns here (and one more if the chat's test ran first).
-        assert await scraped("sum(agent_turns_total)", 4) >= 4
+        # Every turn scraped, the approval's included: two LLM calls each.
+        assert await scraped("sum(agent_turns_total)", turns_before + 4) == turns_before + 4
+        await scraped("sum(agent_llm_call_duration_seconds_count)", calls_before + 8)
         # The SDK's own metrics from every worker, seconds as the unit.
         assert await scraped("count(temporal_request_total) by (job)", 1) >= 1
         # The LLM latency histogram, per model and outcome.
         buckets = await prometheus.query(
             'agent_llm_call_duration_seconds_bucket{model="offline/agent",outcome="ok",le="+Inf"}'
         )
-        assert buckets and float(buckets[0]["value"][1]) >= 8, buckets
+        assert buckets and float(buckets[0]["value"][1]) == calls_before + 8, buckets
         p95 = await value(
             "histogram_quantile(0.95, sum by (le) (agent_llm_call_duration_seconds_bucket))"
         )
