@@ -29,12 +29,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from app.agent import metrics
 from app.agent.models import AgentInput
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.telemetry import (
     JsonFormatter,
     TelemetrySettingError,
+    current_trace_id,
     metrics_runtime,
     tracing_configured,
 )
@@ -107,12 +109,25 @@ EXPECTED = {
 
 
 async def test_a_worker_that_replays_every_task_exports_each_span_once(
-    dev_env: WorkflowEnvironment, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+    dev_env: WorkflowEnvironment,
+    exporter: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     client = await traced_client(dev_env)
     cached_id = await one_traced_turn(client)
     caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    # The end of a turn runs again at each later workflow task of a worker without a cache.
+    ends_of_turns: list[str | None] = []
+
+    def counted_trace_id() -> str | None:
+        ends_of_turns.append(current_trace_id())
+        return ends_of_turns[-1]
+
+    monkeypatch.setattr(metrics, "current_trace_id", counted_trace_id)
     replaying_id = await one_traced_turn(client, max_cached_workflows=0)
+    assert len(ends_of_turns) > 1, "the worker did not replay the turn"
+    assert len(set(ends_of_turns)) == 1, "a replay saw another trace"
 
     cached = turn_spans(exporter, cached_id)
     replaying = turn_spans(exporter, replaying_id)
