@@ -12,11 +12,11 @@ configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_API_KEY`, ...). The chat itself is 
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from temporalio.client import Client
 
 from app.cli.chat import program as chat
+from app.core.exiting import exit_now
 
 
 async def main(argv: list[str] | None = None, client: Client | None = None) -> int:
@@ -25,4 +25,5 @@ async def main(argv: list[str] | None = None, client: Client | None = None) -> i
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    # Flush and leave at once: a normal teardown can crash while the SDK's threads still run.
+    exit_now(asyncio.run(main()))

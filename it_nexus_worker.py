@@ -1,4 +1,5 @@
-"""The IT team's Nexus worker: serves ITService (`jira_metrics`, `get_ip`) in `it-namespace`.
+"""The IT team's Nexus worker: serves ITService (`jira_metrics`, `get_ip`,
+`create_jira_issue`) in `it-namespace`.
 
 Run it with `uv run it_nexus_worker.py`. The endpoint `it-nexus-endpoint` routes calls to its task
 queue (create it once with `uv run python -m app.core.setup`). Connection settings come from the

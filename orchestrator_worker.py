@@ -13,11 +13,19 @@ finish before it stops.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from temporalio.client import Client
 
-from app.agent.llm.client import READY_TEXT, BudgetSettings, litellm_ready, warm_up
+from app.agent.llm.client import (
+    READY_TEXT,
+    BudgetSettings,
+    LLMSettings,
+    litellm_ready,
+    warm_up,
+)
+from app.agent.llm.prices import unpriced_budget_warning
 from app.agent.worker import orchestrator_worker, prepare_model, startup_problem
 from app.core.connection import connect_or_explain
 from app.core.names import ORCHESTRATOR
@@ -30,6 +38,9 @@ async def log_model_when_warm(budget: BudgetSettings) -> None:
     choice = await asyncio.to_thread(prepare_model)
     log = logging.getLogger(__name__)
     log.info("Budget: %s (AGENT_MAX_TOKENS, AGENT_MAX_COST_USD)", budget.describe())
+    settings = dataclasses.replace(LLMSettings.from_env(), model=choice.model)
+    if (warning := await asyncio.to_thread(unpriced_budget_warning, settings, budget)) is not None:
+        log.warning("%s", warning)
     log.info("%s %s", READY_TEXT, choice.describe())
 
 

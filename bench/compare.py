@@ -32,6 +32,7 @@ from temporalio.client import WorkflowUpdateStage
 
 from app.agent.models import AgentConfig
 from app.agent.workflow import AgentWorkflow
+from app.core.exiting import exit_now
 from bench.results import table
 from bench.run import cpu_used, progress, use_offline_model
 from bench.stack import (
@@ -223,3 +224,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now(0)  # flushed, and no interpreter teardown while the SDK's threads run

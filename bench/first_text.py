@@ -28,6 +28,7 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from app.agent.models import AgentInput
 from app.agent.stream.events import EVENT_TYPE, EVENTS_TOPIC, TextDelta, TurnAnswered
 from app.agent.workflow import AgentWorkflow
+from app.core.exiting import exit_now
 from app.core.names import ORCHESTRATOR, PROJECT_ROOT
 from bench.stack import running_stack
 
@@ -104,3 +105,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)  # flushed, and no interpreter teardown while the SDK's threads run

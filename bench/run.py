@@ -56,6 +56,7 @@ from app.agent.models import AgentConfig, AgentResult
 from app.agent.tools.catalog import tool_schemas
 from app.agent.workflow import AgentWorkflow
 from app.core.dev_server import find_binary
+from app.core.exiting import exit_now
 from app.core.names import PROJECT_ROOT
 from bench.profile import Recording, record, summarise
 from bench.results import (
@@ -687,3 +688,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now(0)  # flushed, and no interpreter teardown while the SDK's threads run

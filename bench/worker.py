@@ -21,6 +21,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRu
 from app.agent.llm.client import READY_TEXT, choose_model, litellm_ready
 from app.agent.worker import orchestrator_worker
 from app.core.connection import connect
+from app.core.exiting import exit_now
 from app.core.names import ORCHESTRATOR
 from app.core.worker_runner import configure_logging, run_until_stopped
 
@@ -94,3 +95,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)  # flushed, and no interpreter teardown while the SDK's threads run

@@ -39,9 +39,10 @@ from app.agent.tools.activity import execute_tool
 from app.agent.tools.catalog import TOOLS
 from app.agent.workflow import AgentWorkflow
 from app.core.names import ORCHESTRATOR
-from app.finance.activities import compute_roi, stock_quote
+from app.finance.market_data import stock_quote
+from app.finance.roi import compute_roi
 from app.finance.service import CalculateRoiInput, StockPriceInput
-from app.it.activities import fetch_jira_metrics, host_addresses
+from app.it.activities import fetch_jira_metrics, get_host_addresses
 from app.it.service import JiraMetricsInput
 
 
@@ -274,7 +275,7 @@ async def concurrent_turns(
 
 
 async def _get_ip(args: BaseModel) -> BaseModel:
-    return host_addresses()
+    return get_host_addresses()
 
 
 async def _stock_price(args: BaseModel) -> BaseModel:

@@ -6,8 +6,8 @@ same workflow name, which is what deploying the changed loop to running conversa
 `UnguardedScreening` makes the change naively and cannot replay a history recorded before it;
 `PatchedScreening` guards it with `workflow.patched`, so old histories take the old path and new
 turns the new one; `DeprecatedScreening` is the later clean-up with `workflow.deprecate_patch`,
-for when no run that started before the patch is left. The README's "Changing the agent loop
-safely" walks through the same three steps.
+for when no run that started before the patch is left. `docs/versioning.md` walks through
+the same three steps.
 """
 
 from __future__ import annotations

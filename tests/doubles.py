@@ -29,7 +29,7 @@ from app.agent.models import (
     ToolCall,
 )
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import PendingApproval
+from app.agent.tools.approvals import PendingApproval, ToolDecision
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 
@@ -128,6 +128,18 @@ async def pending_calls(
             return calls
         assert time.monotonic() < deadline, f"expected {count} pending calls, got {calls}"
         await asyncio.sleep(0.05)
+
+
+async def decision_for(
+    handle: WorkflowHandle[AgentWorkflow, AgentResult], call_id: str, approve: bool, note: str = ""
+) -> ToolDecision:
+    """A decision on the waiting call `call_id` that names what was shown: its id and digest."""
+    waiting = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
+    shown = next((p for p in waiting if call_id in (p.call_id, p.approval_id)), None)
+    decision = ToolDecision(call_id=call_id, approve=approve, note=note)
+    if shown is not None:
+        decision.approval_id, decision.digest = shown.approval_id, shown.digest
+    return decision
 
 
 async def history(handle: WorkflowHandle[AgentWorkflow, AgentResult]) -> list[Message]:

@@ -19,7 +19,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -67,7 +67,8 @@ class Reply:
     """What the fake provider answers: a status, a body (JSON, or text when a string), headers,
     and how long it waits first. `events` is the same reply streamed, for requests with
     `stream: true`; with `cut_after`, the stream stops after that many events and the connection
-    drops, and `event_delay_seconds` spaces the events out."""
+    drops; with `end_after`, it ends cleanly after that many events (what a server that gives up
+    early, or a proxy that times out, sends); `event_delay_seconds` spaces the events out."""
 
     body: dict[str, Any] | str
     status: int = 200
@@ -75,6 +76,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     events: list[Event] | None = None
     cut_after: int | None = None
+    end_after: int | None = None
     event_delay_seconds: float = 0.0
 
 
@@ -166,6 +168,8 @@ class FakeProvider:
                 assert request.transport is not None
                 request.transport.abort()
                 return response
+            if sent == reply.end_after:
+                break
             if sent and reply.event_delay_seconds:
                 await asyncio.sleep(reply.event_delay_seconds)
             await response.write(event.encode())
@@ -209,6 +213,7 @@ class Wire(Protocol):
 
     def api_base(self, url: str) -> str: ...
     def text(self, text: str, model: str | None = None) -> Reply: ...
+    def cut_by_length(self, text: str, *calls: WireCall) -> Reply: ...
     def tool_calls(self, *calls: WireCall) -> Reply: ...
     def error(self, status: int, message: str, code: str | None = None) -> Reply: ...
     def tool_schemas(self, request: ReceivedRequest) -> list[dict[str, Any]]: ...
@@ -308,6 +313,23 @@ class OpenAIWire:
     def text(self, text: str, model: str | None = None) -> Reply:
         return self._completion({"role": "assistant", "content": text}, "stop", model)
 
+    def cut_by_length(self, text: str, *calls: WireCall) -> Reply:
+        """A reply the output token limit cut: `finish_reason: "length"`."""
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = self._calls(calls)
+        return self._completion(message, "length", None)
+
+    def _calls(self, calls: tuple[WireCall, ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in calls
+        ]
+
     def tool_calls(self, *calls: WireCall) -> Reply:
         message = {
             "role": "assistant",
@@ -394,9 +416,11 @@ class AnthropicWire:
                 deltas = [{"type": "text_delta", "text": p} for p in text_pieces(block["text"])]
             else:
                 start = {**block, "input": {}}
+                raw = block["input"].get("__raw__")
+                written = raw if isinstance(raw, str) else json.dumps(block["input"])
                 deltas = [
                     {"type": "input_json_delta", "partial_json": piece}
-                    for piece in json_pieces(json.dumps(block["input"]))
+                    for piece in json_pieces(written)
                 ]
             events.append(event("content_block_start", index=index, content_block=start))
             events += [event("content_block_delta", index=index, delta=d) for d in deltas]
@@ -409,17 +433,25 @@ class AnthropicWire:
     def text(self, text: str, model: str | None = None) -> Reply:
         return self._message([{"type": "text", "text": text}], "end_turn", model)
 
+    def cut_by_length(self, text: str, *calls: WireCall) -> Reply:
+        """A reply the output token limit cut: `stop_reason: "max_tokens"`."""
+        blocks = [{"type": "text", "text": text}, *self._blocks(calls)]
+        return self._message(blocks, "max_tokens", None)
+
     def tool_calls(self, *calls: WireCall) -> Reply:
-        blocks = [
-            {
-                "type": "tool_use",
-                "id": call.id,
-                "name": call.name,
-                "input": json.loads(call.arguments),
-            }
-            for call in calls
-        ]
-        return self._message(blocks, "tool_use", None)
+        return self._message(self._blocks(calls), "tool_use", None)
+
+    def _blocks(self, calls: tuple[WireCall, ...]) -> list[dict[str, Any]]:
+        blocks = []
+        for call in calls:
+            try:
+                arguments = json.loads(call.arguments)
+            except ValueError:  # streamed as written (`partial_json`), as a model may write it
+                arguments = {"__raw__": call.arguments}
+            blocks.append(
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+            )
+        return blocks
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
         kind = code or {
@@ -472,6 +504,25 @@ class AnthropicWire:
 
 
 WIRES: tuple[Wire, ...] = (OpenAIWire(), AnthropicWire())
+
+
+def ended_early(reply: Reply, after_events: int) -> Reply:
+    """`reply` streamed only up to `after_events` events, then the stream ends cleanly."""
+    return replace(reply, end_after=after_events)
+
+
+def without_end_marker(reply: Reply) -> Reply:
+    """`reply` streamed whole but for the provider's end: no finish reason and no `[DONE]` on
+    OpenAI's wire, no `message_delta` (stop reason) and no `message_stop` on Anthropic's."""
+    assert reply.events is not None
+    return replace(reply, events=[e for e in reply.events if not _ends(e)])
+
+
+def _ends(event: Event) -> bool:
+    if event.data == "[DONE]" or event.event in ("message_delta", "message_stop"):
+        return True
+    choices = event.data.get("choices") if isinstance(event.data, dict) else None
+    return bool(choices and choices[0].get("finish_reason") is not None)
 
 
 def text_pieces(text: str | None) -> list[str]:

@@ -19,13 +19,27 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.workflow_streams import PollInput, PollResult, WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from app.agent.models import AgentConfig, AgentResult, Message, ToolRequest, ToolResult
+from app.agent.stream.events import (
+    EVENT_TYPE,
+    EVENTS_TOPIC,
+    ApprovalDecided,
+    ApprovalRequested,
+    TurnAnswered,
+)
+from app.agent.stream.workflow_side import MAX_OPEN_POLLS, POLL_UPDATE
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import ToolDecision, ToolDecisionResult, describe_call
+from app.agent.tools.approvals import (
+    ToolDecision,
+    ToolDecisionResult,
+    call_digest,
+    describe_call,
+)
 from app.agent.tools.catalog import TOOLS, Tool
 from app.agent.workflow import AgentWorkflow
 from app.it.service import CreateJiraIssueInput
@@ -33,6 +47,7 @@ from tests.doubles import (
     AgentHarness,
     ScriptedLLM,
     call,
+    decision_for,
     history,
     pending_calls,
     says,
@@ -71,9 +86,8 @@ async def start_turn(handle: Handle, text: str):  # type: ignore[no-untyped-def]
 
 
 async def decide(handle: Handle, call_id: str, approve: bool, note: str = "") -> ToolDecisionResult:
-    return await handle.execute_update(
-        AgentWorkflow.decide_tool_call, ToolDecision(call_id=call_id, approve=approve, note=note)
-    )
+    decision = await decision_for(handle, call_id, approve, note)
+    return await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
 
 
 async def current_details(handle: Handle) -> str:
@@ -105,12 +119,18 @@ async def test_an_approved_call_runs_and_the_llm_reads_its_result(
         workflows=[AgentWorkflow], data_converter=pydantic_data_converter
     ).replay_workflow(recorded)
     assert (pending.call_id, pending.tool) == ("c1", "create_jira_issue")
-    assert pending.arguments == {**ISSUE, "description": ""}
+    # The arguments as the model wrote them: the IT handler validates them, not the workflow.
+    assert pending.arguments == ISSUE
+    # Turn 1, step 1, the step's first call; the digest names the tool and its arguments.
+    assert (pending.approval_id, pending.digest) == (
+        "1.1.0",
+        call_digest("create_jira_issue", ISSUE),
+    )
     assert pending.expires_at - pending.asked_at == timedelta(minutes=10)
     assert status.state == "waiting_for_approval"
     assert status.detail == (
         'waiting for your approval: create_jira_issue(project=PROJ, summary="The login page is '
-        'slow", ...)'
+        'slow", priority=High)'
     )
     assert details.startswith("**Waiting for approval** (1 tool call(s))")
     assert "`/approve c1`" in details and f"--workflow-id {handle.id}" in details
@@ -200,7 +220,7 @@ async def test_other_calls_of_the_step_run_while_one_waits_for_approval(
     [
         (
             ToolDecision(call_id="nope", approve=True),
-            "no tool call 'nope' is waiting for approval (waiting: 'c1')",
+            "no tool call 'nope' is waiting for approval (waiting: '1.1.0')",
         ),
         (
             ToolDecision(call_id="c1", approve=False, note="x" * 1001),
@@ -299,3 +319,145 @@ def test_describe_call_keeps_whole_arguments_within_the_limit():
     )
     # A first argument too long to fit whole is cut inside, and says so.
     assert describe_call("t", {"x": "y" * 50}, 20) == 't(x="yyyyyyyyyyy...)'
+
+
+async def stream_events(handle: Handle, answers: int) -> list[object]:
+    """The conversation's stream events up to its `answers`-th answer."""
+    stream = WorkflowStreamClient.create(handle._client, handle.id)
+    events: list[object] = []
+    async for item in stream.subscribe([EVENTS_TOPIC], 0, result_type=EVENT_TYPE):
+        events.append(item.data)
+        if sum(isinstance(e, TurnAnswered) for e in events) == answers:
+            return events
+    return events
+
+
+async def test_a_stale_or_repeated_decision_cannot_approve_a_call_it_did_not_name(
+    time_skipping_env: WorkflowEnvironment, created: list[CreateJiraIssueInput]
+):
+    # The model reuses the call id "c1" in turn 2, for another issue (as the offline model does).
+    other: dict[str, object] = {"project": "PROD", "summary": "DELETE the production project"}
+    turns: Iterator[dict[str, object]] = iter([ISSUE, other])
+    llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", next(turns), "c1")))
+    harness = AgentHarness(time_skipping_env, llm, AgentConfig())
+    async with harness.worker():
+        handle = await harness.start()
+        first = await start_turn(handle, "Create a Jira issue")
+        [shown] = await pending_calls(handle)
+        decision = await decision_for(handle, "c1", approve=True)
+        once = await handle.execute_update(
+            AgentWorkflow.decide_tool_call, decision, id="decision-1"
+        )
+        # The same decision again, with the same Update id: answered once, the same way.
+        again = await handle.execute_update(
+            AgentWorkflow.decide_tool_call, decision, id="decision-1"
+        )
+        await first.result()
+        llm.script = tools_then_answer(call("create_jira_issue", next(turns), "c1"))
+        second = await start_turn(handle, "Create another")
+        [waiting] = await pending_calls(handle)
+        refusals = []
+        # A late copy of turn 1's decision (new Update id), a forged id with the old digest, and
+        # a bare call id: each refused, and the call still waits.
+        for stale in (
+            decision,
+            decision.model_copy(update={"approval_id": waiting.approval_id}),
+            ToolDecision(call_id="c1", approve=True),
+        ):
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(AgentWorkflow.decide_tool_call, stale)
+            assert isinstance(refused.value.cause, ApplicationError)
+            refusals.append(refused.value.cause.message)
+        still = await pending_calls(handle)
+        await decide(handle, "c1", approve=False, note="never")
+        denied = await second.result()
+        events = await stream_events(handle, answers=2)
+    assert (shown.approval_id, waiting.approval_id) == ("1.1.0", "2.1.0")
+    assert (
+        once == again == ToolDecisionResult(call_id="c1", tool="create_jira_issue", approved=True)
+    )
+    assert refusals == [
+        "approval '1.1.0' was already approved",
+        "approval '2.1.0' is for create_jira_issue(project=PROD, summary=\"DELETE the production "
+        f'project") (digest {waiting.digest}); the decision names digest {shown.digest!r}, so it '
+        "was made for another call: nothing was decided",
+        "tool call 'c1' now waits as approval '2.1.0': a decision must name its approval_id and "
+        "digest (get_pending_approvals shows them)",
+    ]
+    assert still == [waiting]
+    assert denied == "Not run: the user denied this call: never"
+    assert [issue.project for issue in created] == ["PROJ"]
+    approvals = [e for e in events if isinstance(e, ApprovalRequested | ApprovalDecided)]
+    assert approvals == [
+        ApprovalRequested(
+            turn_id=approvals[0].turn_id,
+            approval_id="1.1.0",
+            tool="create_jira_issue",
+            arguments=json.dumps(ISSUE),
+            digest=shown.digest,
+        ),
+        ApprovalDecided(turn_id=approvals[0].turn_id, approval_id="1.1.0", outcome="approved"),
+        ApprovalRequested(
+            turn_id=approvals[2].turn_id,
+            approval_id="2.1.0",
+            tool="create_jira_issue",
+            arguments=json.dumps(other),
+            digest=waiting.digest,
+        ),
+        ApprovalDecided(turn_id=approvals[2].turn_id, approval_id="2.1.0", outcome="denied"),
+    ]
+
+
+async def test_queued_messages_and_watchers_leave_an_update_slot_for_the_decision(
+    dev_env: WorkflowEnvironment, created: list[CreateJiraIssueInput]
+):
+    llm = ScriptedLLM(
+        lambda messages: (
+            says(f"answer to {messages[-1].content}")
+            if messages[-1].role == "user" and messages[-1].content != "Create a Jira issue"
+            else tools_then_answer(call("create_jira_issue", ISSUE, "c1"))(messages)
+        )
+    )
+    config = AgentConfig()
+    harness = AgentHarness(dev_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        first = await start_turn(handle, "Create a Jira issue")
+        await pending_calls(handle)
+        queued = [
+            await start_turn(handle, f"queued {n}") for n in range(config.max_queued_messages - 1)
+        ]
+        with pytest.raises(WorkflowUpdateFailedError) as busy:
+            await handle.execute_update(AgentWorkflow.send_message, "one too many")
+        # Clients following the events: each open poll holds a slot until the next event.
+        polls = [
+            await handle.start_update(
+                POLL_UPDATE,
+                PollInput(topics=[EVENTS_TOPIC], from_offset=1_000_000),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=PollResult,
+            )
+            for _ in range(MAX_OPEN_POLLS)
+        ]
+        with pytest.raises(WorkflowUpdateFailedError) as watched:
+            await handle.execute_update(
+                POLL_UPDATE,
+                PollInput(topics=[EVENTS_TOPIC], from_offset=1_000_000),
+                result_type=PollResult,
+            )
+        # Eight Updates in flight: the decision still gets a slot, and every turn is answered.
+        decided = await decide(handle, "c1", approve=True)
+        answers = [await first.result()] + [await turn.result() for turn in queued]
+        await handle.signal(AgentWorkflow.end_conversation)
+        await handle.result()  # ending releases the polls
+        released = [await poll.result() for poll in polls]
+    assert isinstance(busy.value.cause, ApplicationError)
+    assert (busy.value.cause.type, busy.value.cause.message) == (
+        "ConversationBusy",
+        "4 messages are already waiting for their answers: send this one once an answer has come",
+    )
+    assert isinstance(watched.value.cause, ApplicationError)
+    assert watched.value.cause.type == "StreamBusy"
+    assert decided.approved
+    assert answers == ['{"key": "PROJ-124"}'] + [f"answer to queued {n}" for n in range(3)]
+    assert all(result.items == [] for result in released)

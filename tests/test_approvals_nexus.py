@@ -10,12 +10,14 @@ with the decision sent by the `temporal` CLI. The IT side's field checks are tes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -24,9 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import app.it.activities as it_activities
 from app.agent.llm.client import litellm_module
-from app.agent.models import AgentInput, AgentResult
+from app.agent.models import AgentConfig, AgentInput, AgentResult
 from app.agent.tools.activity import execute_tool
-from app.agent.tools.approvals import ToolDecision
 from app.agent.tools.endpoints import check_endpoints
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
@@ -35,9 +36,10 @@ from app.core.names import IT
 from app.core.setup import ensure_nexus_setup
 from app.core.tool_errors import InvalidToolArguments
 from app.it.activities import SampleJiraClient, issue_fields
+from app.it.handler import creation_key
 from app.it.service import CreateJiraIssueInput, CreateJiraIssueOutput
 from tests.conftest import client_for
-from tests.doubles import ScriptedLLM, call, pending_calls, tools_then_answer
+from tests.doubles import ScriptedLLM, call, decision_for, pending_calls, tools_then_answer
 from tests.test_nexus import RecordNamespaces, handler_workers
 
 Handle = WorkflowHandle[AgentWorkflow, AgentResult]
@@ -94,7 +96,7 @@ async def ask(handle: Handle, text: str) -> WorkflowUpdateHandle[str]:
 
 
 async def decide(handle: Handle, call_id: str, approve: bool, note: str = "") -> None:
-    decision = ToolDecision(call_id=call_id, approve=approve, note=note)
+    decision = await decision_for(handle, call_id, approve, note)
     await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
 
 
@@ -173,6 +175,7 @@ async def test_the_it_side_retries_its_activity_and_still_creates_the_issue_once
     assert attempts == [2]  # the history records the last attempt that started
 
 
+@pytest.mark.e2e  # the temporal CLI
 async def test_the_wait_survives_an_orchestrator_restart_and_the_cli_can_decide(
     nexus_ready: WorkflowEnvironment, jira: SampleJiraClient
 ):
@@ -202,7 +205,15 @@ async def test_the_wait_survives_an_orchestrator_restart_and_the_cli_can_decide(
                 "--name",
                 "decide_tool_call",
                 "--input",
-                json.dumps({"call_id": pending.call_id, "approve": True}),
+                # What the Web UI's current details print: the call, its approval id and digest.
+                json.dumps(
+                    {
+                        "call_id": pending.call_id,
+                        "approve": True,
+                        "approval_id": pending.approval_id,
+                        "digest": pending.digest,
+                    }
+                ),
                 "--output",
                 "json",
                 stdout=asyncio.subprocess.PIPE,
@@ -248,15 +259,13 @@ async def test_approved_arguments_that_jira_would_refuse_fail_fast_and_create_no
         )
         turn = await ask(handle, "create a badly prioritised issue")
         await pending_calls(handle)
-        started = time.monotonic()
         await decide(handle, "c1", approve=True)
         answer = await turn.result()
-        elapsed = time.monotonic() - started
     assert answer == (
         "Error: the create_jira_issue tool failed: 'P1' is not a Jira priority: use one of "
         "Highest, High, Medium, Low, Lowest"
     )
-    assert elapsed < 10  # non-retryable: nobody waited for the operation's timeout
+    # Non-retryable: the answer is the handler's error, not the operation's timeout.
     assert jira.created == {}
     assert set(await creating_workflows(it_client)) == before
 
@@ -305,3 +314,68 @@ def test_issue_fields_refuse_what_jira_would_refuse(fields: dict[str, str], erro
     with pytest.raises(InvalidToolArguments) as refused:
         issue_fields(issue)
     assert str(refused.value) == error
+
+
+class SlowJira(SampleJiraClient):
+    """Creates the issue at once, then answers after the caller stopped waiting."""
+
+    async def create_issue(
+        self, issue: CreateJiraIssueInput, idempotency_key: str
+    ) -> CreateJiraIssueOutput:
+        created = await super().create_issue(issue, idempotency_key)
+        await asyncio.sleep(4)
+        return created
+
+
+async def test_a_write_whose_outcome_is_unknown_says_so_and_is_keyed_by_the_approval(
+    nexus_ready: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    jira = SlowJira()
+    monkeypatch.setattr(it_activities, "jira_client", jira)
+    client = nexus_ready.client
+    issue: dict[str, object] = {"project": "PROJ", "summary": "Slow login"}
+    llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", issue, "c1")))
+    task_queue = f"approvals-{uuid.uuid4()}"
+    async with (
+        handler_workers(nexus_ready, RecordNamespaces(), finance=False),
+        orchestrator_worker(
+            client,
+            task_queue=task_queue,
+            activities=[llm.plan_next_action, execute_tool, check_endpoints],
+        ),
+    ):
+        handle = await client.start_workflow(
+            AgentWorkflow.run,
+            # The caller gives up after 2 s; Jira answers after 4 s, having created the issue.
+            AgentInput(config=AgentConfig(nexus_timeout_seconds=2)),
+            id=f"approvals-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        turn = await ask(handle, "create an issue")
+        [pending] = await pending_calls(handle)
+        await decide(handle, "c1", approve=True)
+        answer = await turn.result()
+        for _ in range(600):  # the IT side goes on after the caller gave up
+            if jira.created:
+                break
+            await asyncio.sleep(0.1)
+    assert answer.startswith(
+        "Error: create_jira_issue: outcome unknown: check PROJ before trying again (it may have "
+        "been done; "
+    ), answer
+    # The key is the conversation and the approval: the same approved call, however often it is
+    # sent (a retried or re-run Nexus operation has a new request id), finds the same issue.
+    key = hashlib.sha256(f"{handle.id}/{pending.approval_id}".encode()).hexdigest()[:32]
+    print(f"\nanswer: {answer}")
+    assert list(jira.created) == [f"jira-create-PROJ-{key}"]
+
+
+def test_the_creation_key_is_the_callers_key_not_the_request_id():
+    def context(request_id: str, headers: dict[str, str]) -> Any:
+        return SimpleNamespace(request_id=request_id, headers=headers)
+
+    same = [context(f"request-{n}", {"Idempotency-Key": "conv-1/2.1.0"}) for n in range(2)]
+    keys = {creation_key(ctx) for ctx in same}
+    assert keys == {hashlib.sha256(b"conv-1/2.1.0").hexdigest()[:32]}
+    # Without the header (an older caller), the Nexus request id, as before.
+    assert creation_key(context("request-9", {})) == "request-9"

@@ -98,7 +98,7 @@ def assert_plain(result: Finished) -> None:
 
 
 async def end(client: Client, conversation_id: str) -> None:
-    handle = client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+    handle = client.get_workflow_handle(conversation_id)
     await handle.signal(AgentWorkflow.end_conversation)
     await handle.result()
 

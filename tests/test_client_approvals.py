@@ -71,7 +71,7 @@ def client_env(client: Client) -> dict[str, str]:
 
 
 async def end(client: Client, conversation_id: str) -> None:
-    handle = client.get_workflow_handle_for(AgentWorkflow.run, conversation_id)
+    handle = client.get_workflow_handle(conversation_id)
     await handle.signal(AgentWorkflow.end_conversation)
     await handle.result()
 
@@ -201,9 +201,14 @@ async def test_a_terminal_asks_y_or_n(stack: Client, jira: SampleJiraClient, tmp
     ), text
     assert [issue.key for issue in jira.created.values()] == ["PROJ-124"]
     conversation = text.split("Conversation: ")[1].split()[0]
-    handle = stack.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = stack.get_workflow_handle(conversation)
     [pending] = (await handle.query(AgentWorkflow.get_pending_approvals)).calls
-    decision = ToolDecision(call_id=pending.call_id, approve=False)
+    decision = ToolDecision(
+        call_id=pending.call_id,
+        approve=False,
+        approval_id=pending.approval_id,
+        digest=pending.digest,
+    )
     await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
     await end(stack, conversation)
 

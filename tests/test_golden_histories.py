@@ -4,8 +4,10 @@
 by `uv run python -m tests.histories.record`. A conversation stays open for days, so a worker
 running new code will replay histories written by old code: a change that does not replay them
 would fail every running conversation's next workflow task. These tests replay each one with
-today's `AgentWorkflow` (and the IT team's `JiraMetricsWorkflow`), show that an unguarded change
-to the loop is caught, and walk the patch path of the README's "Changing the agent loop safely":
+today's `AgentWorkflow` (and the IT team's `JiraMetricsWorkflow`) the way the workers run them
+(`SandboxedRunner`, the shared data converter, and, for an encrypted copy, the codec with
+`AGENT_ENCRYPTION_REQUIRED`), show that an unguarded change
+to the loop is caught, and walk the patch path of docs/versioning.md:
 a change behind `workflow.patched` replays the old histories and takes the new branch in new
 runs, and its later `deprecate_patch` clean-up replays those new runs.
 """
@@ -14,21 +16,29 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
 from app.agent.models import AgentConfig, AgentInput
 from app.agent.tools.activity import execute_tool
+from app.agent.tools.catalog import TOOLS
+from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
 from app.agent.workflow import AgentWorkflow
+from app.core.codec import EncryptionCodec, EncryptionKey, encrypting_data_converter
 from app.core.names import AGENT_WORKFLOW_NAME
+from app.core.sandbox import SandboxedRunner
+from app.it import service as it_service
 from app.it.handler import JiraMetricsWorkflow
+from app.it.service import CreateJiraIssueInput
 from tests.changed_loops import (
     PATCH_ID,
     DeprecatedScreening,
@@ -38,9 +48,10 @@ from tests.changed_loops import (
 )
 from tests.doubles import ScriptedLLM, history, says, send
 from tests.histories.record import HISTORIES, RECORDINGS
+from tests.test_encryption_stack import paths_and_payloads
 
 # The newest recording at the top, and older generations kept in folders (one per patch that
-# is still live, see the README) below it: all of them must replay.
+# is still live, see docs/versioning.md) below it: all of them must replay.
 GOLDEN = sorted(HISTORIES.rglob("*.json"))
 NEWEST = sorted(HISTORIES.glob("*.json"))
 
@@ -61,8 +72,13 @@ def agent_histories() -> list[Path]:
 
 
 async def replay(history: WorkflowHistory, *workflows: type) -> None:
-    """Replay `history` with `workflows`; raises the replay's failure, if any."""
-    replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+    """Replay `history` with `workflows` as the workers run them (their sandbox, their data
+    converter); raises the replay's failure, if any."""
+    replayer = Replayer(
+        workflows=list(workflows),
+        workflow_runner=SandboxedRunner(),
+        data_converter=encrypting_data_converter([]),
+    )
     await replayer.replay_workflow(history)
 
 
@@ -82,6 +98,40 @@ def history_id(path: Path) -> str:
 @pytest.mark.parametrize("path", GOLDEN, ids=history_id)
 async def test_golden_history_replays_with_todays_code(path: Path):
     await replay(load(path), AgentWorkflow, JiraMetricsWorkflow)
+
+
+async def encrypted_copy(history: WorkflowHistory, key: EncryptionKey) -> WorkflowHistory:
+    """`history` as an encrypted fleet would have written it: every payload the SDK encodes is
+    ciphertext; search attributes and the SDK core's bookkeeping (local-activity and patch
+    markers) stay plain."""
+    codec = EncryptionCodec([key])
+    events = []
+    for event in history.events:
+        copy = type(event)()
+        copy.CopyFrom(event)
+        for path, payload in paths_and_payloads(copy):
+            core_bookkeeping = ("details[data].payloads", "details[patch-data].payloads")
+            if "search_attributes" in path or path.endswith(core_bookkeeping):
+                continue
+            [sealed] = await codec.encode([payload])
+            payload.CopyFrom(sealed)
+        events.append(copy)
+    return WorkflowHistory(history.workflow_id, events)
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=history_id)
+async def test_golden_history_replays_through_the_codec_when_encrypted(path: Path):
+    key = EncryptionKey.generate()
+    encrypted = await encrypted_copy(load(path), key)
+    replayer = Replayer(
+        workflows=[AgentWorkflow, JiraMetricsWorkflow],
+        workflow_runner=SandboxedRunner(),
+        data_converter=encrypting_data_converter([key], require_encrypted=True),
+    )
+    await replayer.replay_workflow(encrypted)
+    # Replay does read the payloads: without the key it cannot.
+    with pytest.raises(Exception, match=f"key id {key.id}"):
+        await replay(encrypted, AgentWorkflow, JiraMetricsWorkflow)
 
 
 @pytest.mark.parametrize("path", agent_histories(), ids=history_id)
@@ -168,3 +218,38 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
+
+
+class StricterIssueInput(CreateJiraIssueInput):
+    """The IT team's contract after a change: summaries of at most 5 characters."""
+
+    summary: str = Field(max_length=5)
+
+
+def stricter_it_contract(monkeypatch: pytest.MonkeyPatch, where: dict[str, Any], key: str) -> None:
+    monkeypatch.setattr(it_service, "CreateJiraIssueInput", StricterIssueInput)
+    monkeypatch.setitem(
+        TOOLS,
+        "create_jira_issue",
+        replace(TOOLS["create_jira_issue"], input_model=StricterIssueInput),
+    )
+    monkeypatch.setitem(where, key, StricterIssueInput)
+
+
+@pytest.mark.parametrize("path", agent_histories(), ids=history_id)
+async def test_an_it_contract_change_does_not_break_replay(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Every recorded summary is longer than 5 characters: the workflow must not care, because it
+    # routes by name and the IT handler validates (histories from before: the frozen models).
+    stricter_it_contract(monkeypatch, {}, "unused")
+    await replay(load(path), AgentWorkflow)
+
+
+async def test_validating_in_the_workflow_against_a_changed_contract_breaks_replay(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # What the guard prevents: the old rule (validate in the workflow) with the team's new model.
+    stricter_it_contract(monkeypatch, LEGACY_INPUT_MODELS, "create_jira_issue")
+    with pytest.raises(NondeterminismError):
+        await replay(load(HISTORIES / "approval_approved.json"), AgentWorkflow)

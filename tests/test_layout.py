@@ -1,8 +1,10 @@
-"""The layout's rules, checked from the code's own imports, so that they keep holding.
+"""The layout's rules, checked from the code itself, so that they keep holding.
 
 Each team's package is a room: the orchestrator reaches the other teams only through their Nexus
 contracts, the IT and Finance packages know nothing of the agent, the CLI or each other, and only
-the top-level programs import the CLI.
+the top-level programs import the CLI. Inside the agent, the loop sits at the top and its concerns
+have rooms named for them, so a learner finds everything by its folder's name. Every module says
+what it owns in a docstring and stays short enough to read in one sitting.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from app.core.names import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "app"
 TEAMS = ("it", "finance")
-MAX_MODULE_LINES = 400
+# The style asks for modules of about 400 lines. The cap sits well above that on purpose: it fails
+# a module that clearly holds two things, not one that grew a few lines past a round number (a
+# cap at 400 was met exactly by two modules, squeezed to fit it rather than split at a seam).
+MAX_MODULE_LINES = 500
 
 
 def imports_of(path: Path) -> set[str]:
@@ -61,6 +66,24 @@ def test_the_packages_are_the_four_owners_and_a_shared_core():
     assert sorted(p.name for p in APP.glob("*.py")) == ["__init__.py"]
 
 
+def subpackages(package: Path) -> set[str]:
+    return {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_the_rooms_name_the_agents_concerns():
+    # The loop and its payloads at the top; the LLM, the tools and the stream in rooms of their own.
+    agent = APP / "agent"
+    assert (agent / "workflow.py").exists() and (agent / "models.py").exists()
+    assert subpackages(agent) == {"llm", "tools", "stream"}
+    assert (agent / "llm" / "activity.py").exists()  # plan_next_action
+    assert (agent / "tools" / "catalog.py").exists()  # every tool, in one place
+    assert subpackages(APP / "cli") == {"chat", "demo"}
+    for team in TEAMS:
+        # The contract other teams import, the handlers behind it, the worker that serves them.
+        for module in ("service.py", "handler.py", "worker.py"):
+            assert (APP / team / module).exists(), f"app/{team}/{module}"
+
+
 @pytest.mark.parametrize("path", modules_in("agent"), ids=lambda p: p.name)
 def test_the_agent_reaches_other_teams_only_through_their_contracts(path: Path):
     for name in app_imports(path):
@@ -101,8 +124,12 @@ def test_the_core_imports_no_team():
 
 
 @pytest.mark.parametrize("path", sorted(APP.rglob("*.py")), ids=lambda p: str(p.relative_to(APP)))
-def test_no_module_is_longer_than_about_400_lines(path: Path):
-    assert len(path.read_text().splitlines()) <= MAX_MODULE_LINES
+def test_each_module_says_what_it_owns_and_stays_readable(path: Path):
+    source = path.read_text()
+    lines = len(source.splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{lines} lines: split it along the seam a reader would name"
+    if source.strip():  # an empty __init__.py has nothing to describe
+        assert ast.get_docstring(ast.parse(source)), "the module has no docstring"
 
 
 def test_the_checks_find_imports_wherever_they_are_written():

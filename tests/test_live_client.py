@@ -93,7 +93,7 @@ async def test_a_terminal_shows_the_answer_as_it_is_written_and_up_recalls_the_l
     try:
         await asyncio.to_thread(child.expect, r"Conversation: (conversation-[0-9a-f]{8})")
         conversation = child.match.group(1).decode()
-        handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+        handle = served.get_workflow_handle(conversation)
         await asyncio.to_thread(child.expect, "You:")
         sent = time.monotonic()
         child.send("Hello\r")
@@ -170,5 +170,5 @@ async def test_ctrl_c_on_a_terminal_leaves_at_the_prompt_and_mid_turn(
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
-    handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = served.get_workflow_handle(conversation)
     await handle.signal(AgentWorkflow.end_conversation)

@@ -12,9 +12,9 @@ and a model that never stops asking for tools is stopped by the step bound.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -29,6 +29,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from app.agent.llm.activity import MAX_REPLY_BYTES, plan_next_action
 from app.agent.llm.client import LLMSettings, litellm_module
 from app.agent.llm.errors import MAX_RETRY_AFTER_SECONDS, provider_error
+from app.agent.llm.tool_arguments import is_json_object
 from app.agent.models import AgentConfig, Message, PlanInput
 from app.agent.workflow import AgentWorkflow
 from tests.doubles import real_agent, send
@@ -584,8 +585,8 @@ TOOL_NAMES = "calculator, echo, jira_metrics, get_ip, create_jira_issue, stock_p
         ),
         pytest.param(
             WireCall("call_bad", "calculator", "{not json"),
-            "Error: invalid arguments for calculator: arguments: Invalid JSON: key must be a "
-            "string at line 1 column 2",
+            "Error: invalid arguments for calculator: arguments: Invalid JSON (Expecting property "
+            "name enclosed in double quotes: line 1 column 2 (char 1))",
             id="not-json",
         ),
         pytest.param(
@@ -623,12 +624,16 @@ async def test_a_bad_tool_call_is_reported_to_the_model_which_tries_again(
         [WireToolResult("call_bad", error)],
         [WireToolResult("call_bad", error), WireToolResult("call_good", "345")],
     ]
-    # The model's garbage went back to it exactly as it wrote it.
+    # The model's garbage went back to it as it wrote it; arguments that are not JSON travel as
+    # a JSON object holding the text, which every wire (Anthropic's too) can carry.
+    sent = bad_call.arguments
+    if not is_json_object(sent):
+        sent = json.dumps({"unparsed_arguments": bad_call.arguments})
     assert server.requests[1].body["messages"][-2]["tool_calls"] == [
         {
             "id": "call_bad",
             "type": "function",
-            "function": {"name": bad_call.name, "arguments": bad_call.arguments},
+            "function": {"name": bad_call.name, "arguments": sent},
         }
     ]
 
@@ -677,24 +682,24 @@ async def test_a_model_that_always_asks_for_tools_is_stopped_by_the_step_bound(
         ),
     ],
 )
-async def test_a_refusal_reaches_the_user_in_under_5_seconds(
+async def test_a_refusal_reaches_the_user_without_a_retry(
     failure: Reply, summary: str, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
-    # The dev server and the default retry policy (1 s doubling, 8 attempts): real time.
+    # The dev server and the default retry policy (1 s doubling, 8 attempts). A retry would have
+    # been answered "fixed", so the refusal in the answer and two requests in all show there was
+    # none, whatever the machine's load.
     wire = OPENAI
     async with FakeProvider(InOrder([failure, wire.text("fixed")]), wire.paths) as server:
         use_provider(monkeypatch, wire, wire.api_base(server.url))
         async with real_agent(dev_env) as handle:
             await send(handle, "warm up")  # LiteLLM's first import is not the point here
-            server.script = InOrder([failure, wire.text("fixed")])
-            started = time.monotonic()
+            script = server.script = InOrder([failure, wire.text("fixed")])
             answer = await send(handle, "hello")
-            seconds = time.monotonic() - started
             next_answer = await send(handle, "and now?")
 
     assert answer.startswith(f"{SORRY}{summary}")
-    assert seconds < 5
     assert next_answer == "fixed"
+    assert script.played == 2
 
 
 async def test_a_missing_key_is_not_retried_and_says_which_variable_to_set(

@@ -1,13 +1,13 @@
 """Conversations that never outgrow Temporal: bounded history per turn, continue-as-new, big inputs.
 
-The 1,000-turn conversation runs on the real dev server with the real `plan_next_action` activity
-and the offline model, and prints the figures it asserts on (run pytest with `-s` to see them).
+The long conversation runs on the real dev server with the real `plan_next_action` activity and
+the offline model, through three continue-as-new, and prints the figures it asserts on (run
+pytest with `-s` to see them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Sequence
 
@@ -34,13 +34,17 @@ async def history_bytes(client: Client, workflow_id: str) -> tuple[str, int]:
     return run_id, sum(event.ByteSize() for event in history.events)
 
 
-@pytest.mark.timeout(600)
-async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
+@pytest.mark.timeout(300)
+async def test_a_long_conversation_keeps_history_per_turn_flat_across_continue_as_new(
     dev_env: WorkflowEnvironment,
 ):
     client = dev_env.client
     task_queue = f"long-{uuid.uuid4()}"
-    turns, per_run = 1000, 200
+    # Three full runs and a fourth. The planner's window (40 messages) is full after ten turns and
+    # moves to the next run with everything else a run carries, so the fourth run's turns show
+    # whether anything carried grows per turn. (1,000 turns of 200 per run showed the same.)
+    per_run = 25
+    turns = 3 * per_run + 10
     async with orchestrator_worker(client, task_queue=task_queue, max_concurrent_activities=4):
         handle: WorkflowHandle[AgentWorkflow, object] = await client.start_workflow(
             AgentWorkflow.run,
@@ -71,9 +75,9 @@ async def test_a_thousand_turn_conversation_keeps_history_per_turn_flat(
     )
     assert status.turns == turns
     assert view.earlier_messages + len(view.messages) == turns * 4
-    # Sampled before the last continue-as-new, which starts run turns // per_run + 1. Streamed
-    # text adds a signal per batch, so Temporal may suggest continuing as new before 200 turns.
-    assert len(runs) >= turns // per_run
+    # Turns 1, 26, 51 and 76 were sampled in four runs: three continue-as-new at least (streamed
+    # text adds a signal per batch, so Temporal may suggest continuing as new sooner).
+    assert len(runs) >= 4
     assert late <= 1.5 * early
 
 
@@ -107,29 +111,3 @@ async def test_a_five_megabyte_tool_result_is_capped_inside_the_activity(
     assert len(answer) < 17_000
     assert failed_workflow_tasks(events) == []
     assert sum(event.ByteSize() for event in events) < 200_000
-
-
-async def test_a_three_megabyte_message_is_refused_at_once_and_the_next_is_answered(
-    dev_env: WorkflowEnvironment,
-):
-    # Over the 2 MB payload limit: without the dev server's raised blob-size limit, the refusal
-    # (which echoes the message) failed every workflow task for about 20 s.
-    async with real_agent(dev_env) as handle:
-        assert await handle.execute_update(AgentWorkflow.send_message, "Echo warm") == "warm"
-        started = time.monotonic()
-        with pytest.raises(WorkflowUpdateFailedError) as failure:
-            await handle.execute_update(AgentWorkflow.send_message, "x" * 3_000_000)
-        refused_after = time.monotonic() - started
-        started = time.monotonic()
-        answer = await handle.execute_update(AgentWorkflow.send_message, "Echo still here")
-        answered_after = time.monotonic() - started
-        events = (await handle.fetch_history()).events
-    print(f"\nrefused in {refused_after:.2f} s, next answered in {answered_after:.2f} s")
-    assert isinstance(failure.value.cause, ApplicationError)
-    assert failure.value.cause.message == (
-        "the message has 3,000,000 characters; the limit is 32,000"
-    )
-    assert refused_after < 2
-    assert answer == "still here"
-    assert answered_after < 2
-    assert failed_workflow_tasks(events) == []

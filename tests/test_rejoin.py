@@ -52,7 +52,7 @@ def client_env(client: Client, **overrides: str) -> dict[str, str]:
 
 
 async def turn_in_progress(client: Client, conversation: str) -> tuple[str, int] | None:
-    handle = client.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = client.get_workflow_handle(conversation)
     status = await handle.query(AgentWorkflow.get_status)
     if status.turn_id is None or status.turn_offset is None:
         return None
@@ -95,7 +95,7 @@ async def test_the_status_names_the_turn_in_progress_and_where_its_events_start(
         assert isinstance(item.data, TurnStarted)
         assert item.data.turn_id == turn_id
         break
-    handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = served.get_workflow_handle(conversation)
     answer = await handle.get_update_handle_for(AgentWorkflow.send_message, turn_id).result()
     assert answer == ANSWER
     assert await turn_in_progress(served, conversation) is None
@@ -121,7 +121,7 @@ async def test_a_piped_client_restarted_mid_turn_prints_the_answer_line_once(
     # Between the banner and the goodbye: the answer line, and nothing else.
     assert lines[3:-1] == [f"Agent: {ANSWER}"]
     assert lines[-1].startswith(f"Conversation {conversation} stays open: resume it with")
-    handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = served.get_workflow_handle(conversation)
     view = await handle.query(AgentWorkflow.get_history)
     assert [(m.role, m.content) for m in view.messages] == [
         ("user", "Hello"),
@@ -135,7 +135,7 @@ async def test_a_terminal_client_restarted_mid_turn_shows_the_turn_from_its_star
     served: Client, slow_model: None
 ):
     conversation = await start_a_turn_and_kill_the_client(served)
-    handle = served.get_workflow_handle_for(AgentWorkflow.run, conversation)
+    handle = served.get_workflow_handle(conversation)
     env = client_env(served, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     child = pexpect.spawn(
         sys.executable,

@@ -9,7 +9,6 @@ continue-as-new suggestion, the byte budget, and two senders of near-limit messa
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.models import AgentConfig, Message
+from app.agent.models import AgentConfig, AgentInput, HistoryPage, Message
 from app.agent.sending import is_run_full, send_message
 from app.agent.workflow import RUN_FULL, AgentWorkflow
 from app.core.dev_server import dev_server_args, find_binary
@@ -247,10 +246,13 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     llm = ScriptedLLM(lambda messages: says(f"answer to {(messages[-1].content or '')[:12]}"))
     harness = AgentHarness(dev_env, llm, config)
     sent: dict[str, list[str]] = {}
+    # The senders stop once the conversation has moved to a third run: two continue-as-new with
+    # messages in flight, the moments a run could overfill.
+    enough = asyncio.Event()
 
-    async def sender(name: str, until: float) -> None:
+    async def sender(name: str) -> None:
         i = 0
-        while time.monotonic() < until:
+        while not enough.is_set():
             update_id = f"{name}-{i}"
             text = f"{name}-{i:05d} ".ljust(31_900, "x")
             answer = await send_message(handle, text, update_id=update_id)
@@ -258,13 +260,19 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
             assert answer == f"answer to {text[:12]}", (update_id, answer)
             i += 1
 
+    async def watch_runs() -> None:
+        run_ids: set[str] = set()
+        while len(run_ids) < 3:
+            run_ids.add((await harness.client.get_workflow_handle(handle.id).describe()).run_id)
+            await asyncio.sleep(0.1)
+        enough.set()
+
     async with harness.worker():
         handle = await harness.start()
-        until = time.monotonic() + 30
-        # Each sender keeps three messages in flight, so the run always has turns queued: a run
-        # that waited for an empty queue would never continue as new.
+        # Six senders keep the run's queue busy: a run that waited for an empty queue would never
+        # continue as new.
         await asyncio.gather(
-            *(sender(name, until) for name in ("a1", "a2", "a3", "b1", "b2", "b3"))
+            watch_runs(), *(sender(name) for name in ("a1", "a2", "a3", "b1", "b2", "b3"))
         )
         runs = await runs_of(harness.client, handle.id, handle.result_run_id or "")
         latest = await harness.client.get_workflow_handle(handle.id).describe()
@@ -272,7 +280,7 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     answered = Counter(update_id for run in runs for update_id in run.answers)
     biggest = max(run.history_bytes for run in runs)
     print(
-        f"\n{len(sent)} messages in 30 s over {len(runs)} runs; turns per run "
+        f"\n{len(sent)} messages over {len(runs)} runs; turns per run "
         f"{[run.accepted for run in runs]}; biggest run {biggest:,} bytes"
     )
     assert latest.status == WorkflowExecutionStatus.RUNNING
@@ -283,4 +291,77 @@ async def test_two_busy_senders_of_near_limit_messages_never_overfill_a_run(
     assert all(len(answers) == 1 for answers in sent.values())
     assert answered == Counter(set(sent))
     assert status.turns == len(sent)
-    assert len(runs) >= 2
+    assert len(runs) >= 3
+
+
+async def test_every_remembered_id_is_answered_whatever_the_size_of_its_answer(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Answers of 1 kB, 4 kB of budget for twelve of them: the older keep only id and digest.
+    llm = ScriptedLLM(lambda messages: says(f"{messages[-1].content} ".ljust(1_000, "x")))
+    config = AgentConfig(max_turns_per_run=3, remembered_answers=20, remembered_answers_bytes=4_000)
+    harness = AgentHarness(time_skipping_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(12):
+            await send_message(handle, f"m{i}", update_id=f"id-{i}")
+        # id-0 is the 12th message back, four runs ago: answered from the record, not run.
+        again = await send_message(handle, "m0", update_id="id-0")
+        newest = await send_message(handle, "m11", update_id="id-11")
+    assert len(llm.inputs) == 12
+    assert again.startswith("This message was already answered (an answer of 1,000 bytes, sha256 ")
+    assert newest == "m11 ".ljust(1_000, "x")
+
+
+async def test_the_history_is_read_in_pages_that_stay_below_the_grpc_limit(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Four turns of two ~30 kB messages each, read back 70 kB (one turn) at a time.
+    llm = ScriptedLLM(numbered_answers)
+    harness = AgentHarness(time_skipping_env, llm, AgentConfig())
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(4):
+            await send_message(handle, f"m{i} ".ljust(30_000, "x"))
+        pages = []
+        before = None
+        while before != 0:
+            page = await handle.query(
+                AgentWorkflow.get_history_page, HistoryPage(before=before, max_bytes=70_000)
+            )
+            pages.append(page)
+            before = page.earlier_messages
+        whole = await handle.query(AgentWorkflow.get_history)
+    assert [(page.earlier_messages, len(page.messages)) for page in pages] == [
+        (6, 2),
+        (4, 2),
+        (2, 2),
+        (0, 2),
+    ]
+    read = [m for page in reversed(pages) for m in page.messages]
+    assert read == whole.messages and len(read) == 8
+
+
+async def test_the_event_log_handed_to_the_next_run_stays_within_its_budget(
+    time_skipping_env: WorkflowEnvironment,
+):
+    # Answers of 1,500 characters publish ~2 kB events: more than the log's budget of 1 kB.
+    llm = ScriptedLLM(lambda messages: says("x" * 1_500))
+    config = AgentConfig(max_turns_per_run=2, max_stream_state_bytes=1_000)
+    harness = AgentHarness(time_skipping_env, llm, config)
+    async with harness.worker():
+        handle = await harness.start()
+        for i in range(3):
+            await send_message(handle, f"m{i}")
+        first = await harness.client.get_workflow_handle(
+            handle.id, run_id=handle.result_run_id
+        ).fetch_history()
+    [continued] = [
+        e.workflow_execution_continued_as_new_event_attributes
+        for e in first.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    ]
+    [carried] = await pydantic_data_converter.decode(continued.input.payloads, [AgentInput])
+    assert carried.stream_state is not None
+    assert carried.stream_state.log == []
+    assert carried.stream_state.base_offset > 0  # offsets go on where they were

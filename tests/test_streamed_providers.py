@@ -20,7 +20,13 @@ from rich.console import Console
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.testing import WorkflowEnvironment
 
-from app.agent.llm.client import LLMSettings, complete, litellm_module, response_usage
+from app.agent.llm.client import (
+    LLMSettings,
+    complete,
+    litellm_module,
+    response_usage,
+)
+from app.agent.llm.streaming import StreamIncomplete
 from app.agent.stream.events import (
     EVENT_TYPE,
     EVENTS_TOPIC,
@@ -45,8 +51,10 @@ from tests.fake_providers import (
     Reply,
     Wire,
     WireCall,
+    ended_early,
     text_pieces,
     use_provider,
+    without_end_marker,
 )
 
 by_wire = pytest.mark.parametrize("wire", WIRES, ids=lambda wire: wire.name)
@@ -212,3 +220,19 @@ async def test_a_stream_dropped_mid_answer_is_retried_and_its_partial_text_dropp
     # What a client shows while the turn runs: never doubled words; then the answer in place.
     assert ANSWER.startswith(shown(events))
     assert isinstance(events[-1], TurnAnswered) and events[-1].answer == ANSWER
+
+
+@by_wire
+@pytest.mark.parametrize("kind", ["text", "tool call"])
+async def test_a_stream_that_ends_before_the_provider_says_so_is_incomplete(
+    wire: Wire, kind: str, monkeypatch: pytest.MonkeyPatch
+):
+    call = WireCall.of("call_roi", "calculate_roi", {"principal": 1000, "rate": 0.05, "years": 3})
+    whole = wire.text(ANSWER) if kind == "text" else wire.tool_calls(call)
+    assert whole.events is not None
+    # Every cut, from no event at all to all but the end markers, and the end markers alone.
+    replies = [ended_early(whole, n) for n in range(len(whole.events) - 2)]
+    replies.append(without_end_marker(whole))
+    for reply in replies:
+        with pytest.raises(StreamIncomplete, match="before the provider said it was complete"):
+            await streamed(wire, reply, monkeypatch)

@@ -239,7 +239,13 @@ async def test_a_real_prometheus_scrapes_the_three_workers(stack: Stack, tmp_pat
             await asyncio.sleep(0.1)
         await handle.execute_update(
             AgentWorkflow.decide_tool_call,
-            ToolDecision(call_id=calls[0].call_id, approve=False, note="not now"),
+            ToolDecision(
+                call_id=calls[0].call_id,
+                approve=False,
+                note="not now",
+                approval_id=calls[0].approval_id,
+                digest=calls[0].digest,
+            ),
         )
         await asyncio.wait_for(asked.result(), 60)
 

@@ -202,7 +202,9 @@ async def test_the_cost_of_a_priced_model_is_litellms_price_for_the_reported_usa
 
     expected = litellm_price("openai/gpt-4o-mini", 1234, 56)
     assert expected > 0
-    assert output.usage == LLMUsage(prompt_tokens=1234, completion_tokens=56, cost_usd=expected)
+    assert output.usage == LLMUsage(
+        prompt_tokens=1234, completion_tokens=56, cost_usd=expected, model="openai/gpt-4o-mini"
+    )
     # The figure TEMPORAL_NOTES.md measured: 1,000 in + 100 out = $0.00021.
     assert litellm_price("openai/gpt-4o-mini", 1000, 100) == pytest.approx(0.00021)
 
@@ -252,7 +254,9 @@ async def test_a_model_litellm_has_no_price_for_counts_tokens_and_an_unknown_cos
         output = await ActivityEnvironment().run(
             plan_next_action, PlanInput(messages=[Message.user("hi")])
         )
-    assert output.usage == LLMUsage(prompt_tokens=77, completion_tokens=7, cost_usd=None)
+    assert output.usage == LLMUsage(
+        prompt_tokens=77, completion_tokens=7, cost_usd=None, model="openai/gpt-test"
+    )
 
 
 async def test_the_offline_model_reports_realistic_token_counts_and_costs_nothing(
@@ -313,6 +317,7 @@ async def listed(client: Client, query: str, workflow_id: str) -> bool:
     return False
 
 
+@pytest.mark.e2e  # the temporal CLI
 async def test_done_when_usage_list_query_and_the_operators_budget(
     dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ):
@@ -376,7 +381,8 @@ async def test_a_terminal_shows_each_turns_usage_and_usage_shows_the_totals(
     assert lines[answer + 2 :] == [
         f"Usage of {handle.id}:",
         f"  total: {total.summary()} in 1 turn",
-        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s",
+        f"  turn 1: {usage.turns[0].usage.summary()} · {usage.turns[0].seconds:.1f} s"
+        " · offline/agent",  # the model that answered
     ]
     assert err.getvalue() == ""
 
@@ -384,12 +390,14 @@ async def test_a_terminal_shows_each_turns_usage_and_usage_shows_the_totals(
 # ---- Search attributes missing from the namespace ----
 
 
-def test_the_readme_gives_the_search_attribute_commands_setup_uses():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    for command in [*search_attribute_cli_commands(), tcld_command()]:
-        assert command in readme
+def test_the_docs_give_the_search_attribute_commands_setup_uses():
+    docs = {path.name: path.read_text() for path in (PROJECT_ROOT / "docs").glob("*.md")}
+    for command in search_attribute_cli_commands():
+        assert command in docs["architecture.md"]  # setup by hand
+    assert tcld_command() in docs["cost.md"]  # Temporal Cloud
 
 
+@pytest.mark.e2e  # a dev server of its own, and the temporal CLI
 async def test_the_search_attribute_cli_commands_register_them_on_a_bare_dev_server():
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=find_binary("temporal"))
     temporal = find_binary("temporal")
@@ -410,6 +418,7 @@ async def test_the_search_attribute_cli_commands_register_them_on_a_bare_dev_ser
         await env.shutdown()
 
 
+@pytest.mark.e2e  # a dev server of its own
 async def test_the_orchestrator_worker_refuses_a_namespace_without_the_search_attributes():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),

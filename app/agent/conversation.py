@@ -2,12 +2,16 @@
 
 They decide what part of a long conversation each planning call sees, so that the payload of every
 `plan_next_action` call (and so the event history per turn) stays bounded however long the chat,
-and so that a turn that ended in an LLM failure is never sent to the LLM again.
+and so that a turn that ended in an LLM failure is never sent to the LLM again. They also cut
+the history queries into pages that stay below gRPC's 4 MB.
 """
 
 from __future__ import annotations
 
-from app.agent.models import Message, PlanInput, utf8_size
+from app.agent.models import ConversationView, HistoryPage, Message, PlanInput, utf8_size
+
+# The most a history query answers with: gRPC refuses messages over 4 MB.
+MAX_QUERY_BYTES = 3_000_000
 
 
 def message_size(message: Message) -> int:
@@ -58,3 +62,24 @@ def planner_window(
         used_bytes += turn_bytes
         start = previous
     return history[start:]
+
+
+def newest_within(history: list[Message], end: int, max_bytes: int) -> int:
+    """Where the newest messages of `history[:end]` that fit in `max_bytes` start (one at least)."""
+    start, used = end, 0
+    while start > 0:
+        size = message_bytes(history[start - 1])
+        if used + size > max_bytes and start < end:
+            break
+        used += size
+        start -= 1
+    return start
+
+
+def history_page(history: list[Message], earlier: int, page: HistoryPage) -> ConversationView:
+    """The page of this run's `history` (after `earlier` messages of earlier runs) asked for."""
+    end = len(history)
+    if page.before is not None:
+        end = max(0, min(end, page.before - earlier))
+    start = newest_within(history, end, min(page.max_bytes, MAX_QUERY_BYTES))
+    return ConversationView(messages=history[start:end], earlier_messages=earlier + start)

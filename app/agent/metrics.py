@@ -61,9 +61,8 @@ def count_approval_request(tool: str) -> None:
     _metric("counter", "agent_approval_requests", APPROVAL_REQUESTS, tool=tool).add(1)
 
 
-def count_approval_decision(tool: str, refusal: str | None, timed_out: bool) -> None:
-    """How the wait ended: approved (no refusal), denied, or timed out (which also denies)."""
-    decision = "approved" if refusal is None else "timed_out" if timed_out else "denied"
+def count_approval_decision(tool: str, decision: str) -> None:
+    """How the wait ended: `approved`, `denied`, or `timed_out` (which also denies)."""
     _metric(
         "counter", "agent_approval_decisions", APPROVAL_DECISIONS, tool=tool, decision=decision
     ).add(1)

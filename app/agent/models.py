@@ -107,6 +107,11 @@ class AgentConfig(BaseModel):
     # answered, not run again.
     remembered_answers: int = 200
     remembered_answers_bytes: int = 256_000
+    # Messages waiting for their turn (the one running included) hold Update slots: the server
+    # allows 10 in flight per conversation, and decisions on tool calls need one.
+    max_queued_messages: int = 4
+    # The conversation's event log handed to the next run, at most (older events are dropped).
+    max_stream_state_bytes: int = 512_000
     llm_timeout_seconds: float = 120.0
     # The LLM activity heartbeats while it waits: a dead worker's call is retried this soon.
     llm_heartbeat_timeout_seconds: float = 10.0
@@ -163,7 +168,17 @@ class ConversationView(BaseModel):
     """The conversation as the `get_history` query returns it."""
 
     messages: list[Message]
+    # How many messages come before `messages` (earlier runs', and older ones left out).
     earlier_messages: int = 0
+
+
+class HistoryPage(BaseModel):
+    """Input of `get_history_page`: the newest messages before message number `before`."""
+
+    # A message's number counts from the conversation's first message; None: after the newest.
+    before: int | None = None
+    # A query's answer must stay below gRPC's 4 MB; the workflow caps this at 3 MB.
+    max_bytes: int = 1_000_000
 
 
 class AgentStatus(BaseModel):
@@ -198,6 +213,8 @@ class PlanOutput(BaseModel):
     message: Message
     model: str
     usage: LLMUsage = Field(default_factory=LLMUsage)
+    # Earlier attempts of this call that reached the provider and failed: they are paid for too.
+    failed_usage: list[LLMUsage] = Field(default_factory=list)
     # True when the worker's budget was spent: no LLM was called, `message` says why.
     budget_exhausted: bool = False
 
@@ -224,10 +241,9 @@ class ToolRequest(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """Output of `execute_tool`: text for the LLM, and whether it reports a failure."""
+    """Output of `execute_tool`: the text the LLM reads (a failure starts with "Error:")."""
 
     content: str
-    is_error: bool = False
 
 
 def cap_text(text: str, limit: int) -> str:

@@ -38,6 +38,10 @@ def orchestrator_worker(client: Client, **options: Any) -> Worker:
         "workflow_runner": SandboxedRunner(),
         # In-flight LLM calls get this long to finish when the worker is stopped.
         "graceful_shutdown_timeout": timedelta(seconds=30),
+        # The SDK's own 2 MB check also counts the request an Update rejection echoes, so a
+        # refused oversized message failed every workflow task of its conversation. Our own
+        # payloads stay far below 2 MB through the byte budgets (AgentConfig, MAX_REPLY_BYTES).
+        "disable_payload_error_limit": True,
     }
     return Worker(client, **(settings | options))
 

@@ -21,7 +21,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from app.agent.conversation import plan_input_bytes, planner_window
+    from app.agent.answers import AnsweredMessages, busy_refusal
+    from app.agent.conversation import history_page, plan_input_bytes, planner_window
     from app.agent.llm.activity import plan_next_action
     from app.agent.llm.client import worker_model
     from app.agent.llm.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
@@ -30,14 +31,13 @@ with workflow.unsafe.imports_passed_through():
         AgentInput,
         AgentResult,
         AgentStatus,
-        AnsweredMessage,
         ConversationView,
+        HistoryPage,
         Message,
         PlanInput,
-        PlanOutput,
         utf8_size,
     )
-    from app.agent.stream.workflow_side import ConversationEvents
+    from app.agent.stream.workflow_side import ConversationEvents, WorkflowStream
     from app.agent.tools.approvals import (
         Approvals,
         PendingApprovals,
@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 
 # The error type of the validator's refusal when a run is full; senders retry it (same Update id).
 RUN_FULL = "ConversationRunFull"
+# The error type of the validator's refusal when too many messages already wait for a turn.
+CONVERSATION_BUSY = "ConversationBusy"
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,13 @@ class AgentWorkflow:
         self._pending_turns = 0
         self._ending = False
         self._draining = False
-        self._answered = {record.update_id: record.answer for record in input.answered}
-        self._answered_bytes = sum(utf8_size(answer) for answer in self._answered.values())
+        self._answered = AnsweredMessages(input.answered, input.config)
         # asyncio.Lock is FIFO: messages that arrive during a turn wait for it, in order.
         self._turn_lock = asyncio.Lock()
         self._status = AgentStatus(turns=self._turns)
-        self._approvals = Approvals()
-        # Live progress for clients, on a Workflow Stream that follows the conversation's runs.
-        self._events = ConversationEvents(input.stream_state)
+        # Live progress on a Workflow Stream (the SDK wants it built here, in @workflow.init).
+        self._events = ConversationEvents(WorkflowStream(input.stream_state))
+        self._approvals = Approvals(self._events)
         self._tools = ToolRunner(self._config, self._approvals, self._events)
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
@@ -98,6 +99,8 @@ class AgentWorkflow:
         self._events.detach()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._ending:
+            # The stream's log goes along, within its budget (older events are dropped if not).
+            self._events.keep_within(self._config.max_stream_state_bytes)
             carried = self._window()
             if plan_input_bytes(carried) > self._config.max_plan_input_bytes:
                 # The window always holds the newest turn; one that grew too large to plan is
@@ -110,10 +113,7 @@ class AgentWorkflow:
                     config=self._config,
                     turns_before_this_run=self._turns,
                     earlier_messages=self._earlier_messages + len(self._history) - len(carried),
-                    answered=[
-                        AnsweredMessage(update_id=update_id, answer=answer)
-                        for update_id, answer in self._answered.items()
-                    ],
+                    answered=self._answered.records(),
                     usage=self._usage,
                     stream_state=self._events.state(),
                 )
@@ -123,30 +123,32 @@ class AgentWorkflow:
     @workflow.update
     async def send_message(self, message: str) -> str:
         """Run one turn for the user's message and return the agent's answer."""
-        recorded = self._recorded_answer()
+        recorded = self._answered.for_this_update()
         if recorded is not None:
             # The same Update id was answered in an earlier run: answer it again, run nothing.
             return recorded
         self._accepted_this_run += 1
         self._pending_turns += 1
         self._status.queued_messages += 1
-        async with self._turn_lock:
-            self._status.queued_messages -= 1
-            self._begin_turn_usage()
-            self._events.turn_started(self._turns + 1)
-            answer = await self._run_turn(message.strip())
-            self._events.answered(answer, self._status.model)
-            self._end_turn_usage()
-        self._pending_turns -= 1
+        try:
+            async with self._turn_lock:
+                self._status.queued_messages -= 1
+                self._begin_turn_usage()
+                self._events.turn_started(self._turns + 1)
+                answer = await self._run_turn(message.strip())
+                self._events.answered(answer, self._status.model)
+                self._end_turn_usage()
+        finally:  # a failed turn must not hold the run open: it drains down to zero
+            self._pending_turns -= 1
         self._turns += 1
         self._status.turns = self._turns
-        self._remember(answer)
+        self._answered.remember_for_this_update(answer)
         return answer
 
     @send_message.validator
     def validate_message(self, message: str) -> None:
         """Reject a message before it is written to history."""
-        if self._recorded_answer() is not None:
+        if self._answered.for_this_update() is not None:
             return
         if self._ending:
             raise ValueError("this conversation has ended: start a new one")
@@ -157,6 +159,9 @@ class AgentWorkflow:
                 f"the message has {len(message):,} characters; "
                 f"the limit is {self._config.max_message_chars:,}"
             )
+        if self._pending_turns >= self._config.max_queued_messages:
+            # Each waiting message holds one of the server's 10 Update slots: keep some free.
+            raise busy_refusal(self._pending_turns, CONVERSATION_BUSY)
         if not self._has_room_for_a_turn():
             raise ApplicationError(
                 "this conversation is moving to a fresh run (continue-as-new) after the messages "
@@ -182,8 +187,13 @@ class AgentWorkflow:
 
     @workflow.query
     def get_history(self) -> ConversationView:
-        """The conversation so far (messages before the last continue-as-new are counted)."""
-        return ConversationView(messages=self._history, earlier_messages=self._earlier_messages)
+        """The newest messages, within 1 MB (older ones, and earlier runs', are counted)."""
+        return self.get_history_page(HistoryPage())
+
+    @workflow.query
+    def get_history_page(self, page: HistoryPage) -> ConversationView:
+        """The newest messages before message number `page.before`, within `page.max_bytes`."""
+        return history_page(self._history, self._earlier_messages, page)
 
     @workflow.query
     def get_status(self) -> AgentStatus:
@@ -223,7 +233,12 @@ class AgentWorkflow:
         # What the accepted turns still to finish, and one more, may add at most; and the input
         # of the next run (the planner's window and the answers on record).
         turns_to_come = self._pending_turns + 1
-        carried = config.max_plan_input_bytes + config.remembered_answers_bytes
+        # The stream's log is carried too, cut to its own budget before the next run starts.
+        carried = (
+            config.max_plan_input_bytes
+            + config.remembered_answers_bytes
+            + config.max_stream_state_bytes
+        )
         return not (
             self._draining
             or self._accepted_this_run >= config.max_turns_per_run
@@ -243,31 +258,13 @@ class AgentWorkflow:
         config = self._config
         return 2 + config.max_steps_per_turn * (12 + 3 * config.max_tool_calls_per_step)
 
-    def _recorded_answer(self) -> str | None:
-        info = workflow.current_update_info()
-        return self._answered.get(info.id) if info is not None else None
-
-    def _remember(self, answer: str) -> None:
-        info = workflow.current_update_info()
-        if info is None:
-            return
-        self._answered[info.id] = answer
-        self._answered_bytes += utf8_size(answer)
-        config = self._config
-        while (
-            len(self._answered) > config.remembered_answers
-            or self._answered_bytes > config.remembered_answers_bytes
-        ):
-            oldest = next(iter(self._answered))
-            self._answered_bytes -= utf8_size(self._answered.pop(oldest))
-
     # ---- One turn ----
 
     async def _run_turn(self, text: str) -> str:
         """The agent loop for one user message: plan, act, repeat until there is an answer."""
         start = len(self._history)
         self._history.append(Message.user(text))
-        spent = self._turn_spent = TurnSpending(bytes=utf8_size(text))
+        spent = self._turn_spent = TurnSpending(bytes=utf8_size(text), turn=self._turns + 1)
         answer: str | None = None
         while answer is None:
             window = self._window()
@@ -349,6 +346,7 @@ class AgentWorkflow:
         except ActivityError as err:
             # The turn ends with an explanation; the conversation stays usable.
             workflow.logger.warning("plan_next_action failed: %s", failure_message(err))
+            self._usage.count_failure(err.cause, self._turn_usage)
             reason = failure_message(err)
             if (
                 err.retry_state == RetryState.TIMEOUT
@@ -363,15 +361,11 @@ class AgentWorkflow:
             )
         self._status.model = plan.model
         if not plan.budget_exhausted:
-            self._count_call(plan)
+            # Failed attempts that reached the provider are paid for too.
+            self._usage.count([*plan.failed_usage, plan.usage], self._turn_usage)
         return plan.message
 
     # ---- Usage and budget ----
-
-    def _count_call(self, plan: PlanOutput) -> None:
-        self._usage.total.add(plan.usage)
-        if self._turn_usage is not None:
-            self._turn_usage.usage.add(plan.usage)
 
     def _begin_turn_usage(self) -> None:
         update = workflow.current_update_info()

@@ -76,7 +76,8 @@ def codec_app(
             message = f'expected {{"payloads": [...]}} in protobuf JSON: {err}'
             return web.json_response({"message": message}, status=400)
         try:
-            result: list[Payload] = await (codec.decode if decode else codec.encode)(payloads)
+            convert = codec.decode_strictly if decode else codec.encode
+            result: list[Payload] = await convert(payloads)
         except EncryptionKeyError as err:
             return web.json_response({"message": str(err)}, status=400)
         body = json_format.MessageToJson(Payloads(payloads=result), indent=None)

@@ -8,39 +8,61 @@ back, so the server's database and every event history hold only ciphertext. The
 named by `AGENT_ENCRYPTION_KEY_FILE` (one key per line). The first key encrypts, every key
 decrypts: to rotate, put a new key first and keep the old ones until no open history needs them.
 Each encrypted payload names its key by id (a fingerprint of the key, never the key), so a
-program can say which key it is missing. With no key configured, payloads stay plain and an
-encrypted one fails with a one-line `EncryptionKeyError` saying that the key is missing.
+program can say which key it is missing. A payload this program cannot decrypt (another key, no
+key, junk labelled as encrypted, or a plain one when `AGENT_ENCRYPTION_REQUIRED` is set) is not an
+error of the whole program: the codec hands on an "unreadable" payload carrying the reason, and
+the payload converter raises `EncryptionKeyError` with that reason where the value is used. So the
+SDK fails only that one thing (rejects that Update, drops that signal, fails that activity or
+Nexus task, or retries that workflow task) and the worker serves everything else. Where the SDK
+says which workflow a payload belongs to (its serialization context), the payload is bound to
+that workflow id: the id is authenticated with the ciphertext, so a payload copied into another
+workflow is refused. Payloads written without a context (and before binding existed) still read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import copy
 import dataclasses
 import hashlib
+import logging
 import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
+    ActivitySerializationContext,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
+    EncodingPayloadConverter,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
 )
 
 from app.core.converter import SharedPydanticPayloadConverter
 
+logger = logging.getLogger(__name__)
+
 KEY_ENV = "AGENT_ENCRYPTION_KEY"
 KEY_FILE_ENV = "AGENT_ENCRYPTION_KEY_FILE"
+REQUIRED_ENV = "AGENT_ENCRYPTION_REQUIRED"
 ENCRYPTED_ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+# The workflow id a payload is bound to (authenticated as associated data, so it cannot be changed).
+WORKFLOW_METADATA = "encryption-workflow-id"
+# What the codec hands on in place of a payload it cannot decrypt: no data, only the reason.
+UNREADABLE_ENCODING = b"binary/unreadable"
+REASON_METADATA = "unreadable-reason"
 KEY_BYTES = 32
 NONCE_BYTES = 12  # the size GCM is designed for; a fresh random one per payload
 
@@ -111,6 +133,18 @@ def keys_from_environment(environ: Mapping[str, str] | None = None) -> list[Encr
     return keys
 
 
+def encryption_required(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether plain payloads are refused (`AGENT_ENCRYPTION_REQUIRED`), once every program
+    writes encrypted ones."""
+    environ = os.environ if environ is None else environ
+    flag = environ.get(REQUIRED_ENV, "").strip().lower()
+    if flag in {"", "0", "false", "no", "off"}:
+        return False
+    if flag in {"1", "true", "yes", "on"}:
+        return True
+    raise EncryptionKeyError(f"{REQUIRED_ENV} must be 1 or 0, not {flag!r}")
+
+
 def _key_file_lines(path: Path) -> list[tuple[str, str]]:
     try:
         lines = path.read_text().splitlines()
@@ -137,23 +171,37 @@ def write_key_file(path: Path, key: EncryptionKey) -> None:
         )
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over whole payloads; with no keys, plain payloads pass and encrypted ones fail.
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM over whole payloads; with no keys, plain payloads pass and encrypted ones are
+    unreadable. With `require_encrypted`, plain payloads are unreadable too."""
 
-    `failed` is set on the first payload this codec cannot decrypt, so a worker can stop with
-    that one line instead of failing the same workflow task again and again.
-    """
+    # The workflow this copy of the codec encodes and decodes for; None without a context.
+    workflow_id: str | None = None
 
-    def __init__(self, keys: Sequence[EncryptionKey]) -> None:
+    def __init__(self, keys: Sequence[EncryptionKey], *, require_encrypted: bool = False) -> None:
+        if require_encrypted and not keys:
+            raise EncryptionKeyError(
+                f"{REQUIRED_ENV} is set but no key is configured: set {KEY_ENV} or {KEY_FILE_ENV}"
+            )
         self.keys = list(keys)
+        self.require_encrypted = require_encrypted
         self._ciphers = {key.id: AESGCM(key.secret) for key in self.keys}
-        self.failed = asyncio.Event()
-        self.failure: EncryptionKeyError | None = None
 
     @property
     def encrypts(self) -> bool:
         """Whether payloads are encrypted (a key is configured)."""
         return bool(self.keys)
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """This codec bound to the workflow the SDK says the payloads belong to, if any."""
+        workflow_id = None
+        if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
+            workflow_id = context.workflow_id or None
+        if workflow_id == self.workflow_id:
+            return self
+        bound = copy.copy(self)
+        bound.workflow_id = workflow_id
+        return bound
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Each payload encrypted with the first key (unchanged when there is none)."""
@@ -161,29 +209,49 @@ class EncryptionCodec(PayloadCodec):
             return list(payloads)
         key_id = self.keys[0].id
         cipher = self._ciphers[key_id]
+        metadata = {"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()}
+        if self.workflow_id is not None:
+            metadata[WORKFLOW_METADATA] = self.workflow_id.encode()
+        associated = _associated_data(key_id, self.workflow_id)
         encoded = []
         for payload in payloads:
             nonce = os.urandom(NONCE_BYTES)
-            # The key id is authenticated too: a payload cannot be relabelled undetected.
-            sealed = cipher.encrypt(nonce, payload.SerializeToString(), key_id.encode())
-            metadata = {"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()}
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), associated)
             encoded.append(Payload(metadata=metadata, data=nonce + sealed))
         return encoded
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Each encrypted payload decrypted; plain ones (written before encryption) unchanged."""
-        try:
-            return [self._decode_one(payload) for payload in payloads]
-        except EncryptionKeyError as err:
-            if self.failure is None:
-                self.failure = err
-            self.failed.set()
-            raise
+        """Each payload decrypted; one that cannot be becomes an unreadable payload with the
+        reason, which fails only where its value is used (`UnreadablePayloadConverter`)."""
+        decoded = []
+        for payload in payloads:
+            try:
+                decoded.append(self._decode_one(payload))
+            except EncryptionKeyError as err:
+                # Never raise here: the SDK decodes a whole workflow activation (or a Nexus task)
+                # at once, and one bad payload sent by anyone must not fail the rest with it.
+                logger.warning("refused a payload: %s", err)
+                decoded.append(unreadable_payload(str(err)))
+        return decoded
+
+    async def decode_strictly(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Each payload decrypted; raises `EncryptionKeyError` on the first that cannot be (for
+        the codec server, which answers the Web UI with the reason)."""
+        return [self._decode_one(payload) for payload in payloads]
 
     def _decode_one(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
+        encoding = payload.metadata.get("encoding")
+        if encoding == UNREADABLE_ENCODING:
+            # Only this codec makes these, after decoding: one arriving from outside is junk.
+            raise EncryptionKeyError("a payload arrived labelled unreadable: it is refused")
+        if encoding != ENCRYPTED_ENCODING:
+            if self.require_encrypted:
+                raise EncryptionKeyError(
+                    f"a plain (unencrypted) payload arrived and {REQUIRED_ENV} is set: its "
+                    f"sender needs {KEY_ENV} or {KEY_FILE_ENV}"
+                )
             return payload
-        key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
+        key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")[:64]
         if not self.keys:
             raise EncryptionKeyError(
                 f"a payload is encrypted (key id {key_id}) but no key is configured: set "
@@ -197,24 +265,74 @@ class EncryptionCodec(PayloadCodec):
                 f"keys ({known}): add that key (after the current one) to {KEY_ENV} or "
                 f"{KEY_FILE_ENV}"
             )
+        bound_to = None
+        if WORKFLOW_METADATA in payload.metadata:
+            bound_to = payload.metadata[WORKFLOW_METADATA].decode(errors="replace")
+            # Without a context (the codec server, a list of workflows) the payload's own
+            # workflow id is used: it is authenticated, so it cannot have been changed.
+            if self.workflow_id is not None and bound_to != self.workflow_id:
+                raise EncryptionKeyError(
+                    f"a payload encrypted (key id {key_id}) for workflow {bound_to[:200]!r} "
+                    f"arrived for workflow {self.workflow_id!r}: it is refused"
+                )
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, sealed, key_id.encode())
-        except InvalidTag:
+            plain = cipher.decrypt(nonce, sealed, _associated_data(key_id, bound_to))
+            return Payload.FromString(plain)
+        except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce and a tag
             raise EncryptionKeyError(
                 f"a payload encrypted with key id {key_id} fails authentication: it was altered "
-                "after encryption"
+                "after encryption, or is not ciphertext at all"
             ) from None
-        return Payload.FromString(plain)
 
 
-def encrypting_data_converter(keys: Sequence[EncryptionKey]) -> DataConverter:
+def _associated_data(key_id: str, workflow_id: str | None) -> bytes:
+    """What is authenticated beside the ciphertext: the key id, and the workflow id if bound.
+
+    An unbound payload's associated data is the key id alone, as before binding existed."""
+    if workflow_id is None:
+        return key_id.encode()
+    return key_id.encode() + b"\0workflow\0" + workflow_id.encode()
+
+
+def unreadable_payload(reason: str) -> Payload:
+    """What the codec hands on in place of a payload it cannot decrypt."""
+    return Payload(
+        metadata={"encoding": UNREADABLE_ENCODING, REASON_METADATA: reason.encode()[:1000]}
+    )
+
+
+class UnreadablePayloadConverter(EncodingPayloadConverter):
+    """Raises `EncryptionKeyError` with the codec's reason for a payload it could not decrypt."""
+
+    @property
+    def encoding(self) -> str:
+        return UNREADABLE_ENCODING.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None  # it only ever reads
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise EncryptionKeyError(payload.metadata[REASON_METADATA].decode(errors="replace"))
+
+
+class EncryptedPayloadConverter(SharedPydanticPayloadConverter):
+    """The shared pydantic payload converter, which also reads what the codec could not."""
+
+    extra_converters: ClassVar[tuple[EncodingPayloadConverter, ...]] = (
+        UnreadablePayloadConverter(),
+    )
+
+
+def encrypting_data_converter(
+    keys: Sequence[EncryptionKey], *, require_encrypted: bool = False
+) -> DataConverter:
     """The pydantic data converter (`app.core.converter`) with the codec; with keys, failure
     messages are encrypted too."""
     converter = dataclasses.replace(
         pydantic_data_converter,
-        payload_converter_class=SharedPydanticPayloadConverter,
-        payload_codec=EncryptionCodec(keys),
+        payload_converter_class=EncryptedPayloadConverter,
+        payload_codec=EncryptionCodec(keys, require_encrypted=require_encrypted),
     )
     if keys:
         # Error messages and stack traces can quote what the user typed: move them into an
@@ -223,12 +341,6 @@ def encrypting_data_converter(keys: Sequence[EncryptionKey]) -> DataConverter:
             converter, failure_converter_class=DefaultFailureConverterWithEncodedAttributes
         )
     return converter
-
-
-def codec_of(converter: DataConverter) -> EncryptionCodec | None:
-    """The encryption codec under `converter`, if it has one."""
-    codec = converter.payload_codec
-    return codec if isinstance(codec, EncryptionCodec) else None
 
 
 if __name__ == "__main__":

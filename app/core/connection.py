@@ -16,7 +16,12 @@ import asyncio
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 
-from app.core.codec import EncryptionKeyError, encrypting_data_converter, keys_from_environment
+from app.core.codec import (
+    EncryptionKeyError,
+    encrypting_data_converter,
+    encryption_required,
+    keys_from_environment,
+)
 from app.core.config import load_env
 from app.core.names import DEFAULT_TEMPORAL_ADDRESS
 from app.core.telemetry import start_tracing, tracing_plugins
@@ -35,7 +40,9 @@ async def connect(namespace: str) -> Client:
     Raises `EncryptionKeyError` before connecting when the configured key is malformed.
     """
     load_env()
-    converter = encrypting_data_converter(keys_from_environment())
+    converter = encrypting_data_converter(
+        keys_from_environment(), require_encrypted=encryption_required()
+    )
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     config["namespace"] = namespace

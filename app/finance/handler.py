@@ -14,7 +14,8 @@ import nexusrpc
 import nexusrpc.handler
 
 from app.core.tool_errors import InvalidToolArguments, non_retryable
-from app.finance.activities import compute_roi, stock_quote
+from app.finance.market_data import stock_quote
+from app.finance.roi import compute_roi
 from app.finance.service import (
     CalculateRoiInput,
     CalculateRoiOutput,

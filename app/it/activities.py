@@ -196,7 +196,3 @@ def get_host_addresses() -> GetIpOutput:
     ipv4 = [a for a in addresses if ":" not in a]
     primary = next((a for a in ipv4 if not a.startswith("127.")), "127.0.0.1")
     return GetIpOutput(hostname=hostname, ip=primary, addresses=addresses or [primary])
-
-
-# The name the first callers (bench, end-to-end tests) use.
-host_addresses = get_host_addresses

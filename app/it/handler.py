@@ -6,14 +6,17 @@ external system that fails now and then, so the IT team runs each call as a work
 namespace, whose activity Temporal retries on the IT side with the IT team's policy, at the cost
 of some latency (a workflow start and an activity per call); the caller just awaits the result.
 `create_jira_issue` is workflow-backed for the same reason, and because it writes: the handler
-workflow's id comes from the Nexus request id, and its activity hands that id to the Jira client as
-an idempotency key, so neither a retried start nor a retried activity creates a second issue.
+workflow's id comes from the caller's idempotency key (the `idempotency-key` header; the Nexus
+request id when there is none), and its activity hands that id to the Jira client as the
+idempotency key, so neither a retried start, a retried activity nor the same call sent again
+creates a second issue.
 Bad arguments fail at once with a non-retryable `InvalidToolArguments` error the LLM can read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import timedelta
 
 import nexusrpc
@@ -34,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         project_key,
     )
     from app.it.service import (
+        IDEMPOTENCY_KEY_HEADER,
         CreateJiraIssueInput,
         CreateJiraIssueOutput,
         GetIpInput,
@@ -106,6 +110,15 @@ class CreateJiraIssueWorkflow:
         )
 
 
+def creation_key(ctx: nexus.WorkflowRunOperationContext) -> str:
+    """The caller's idempotency key (hashed: any text, a bounded id), else the request id."""
+    headers = {name.lower(): value for name, value in ctx.headers.items()}
+    key = headers.get(IDEMPOTENCY_KEY_HEADER)
+    if not key:
+        return ctx.request_id
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 @nexusrpc.handler.service_handler(service=ITService)
 class ITServiceHandler:
     """Serves ITService from the IT namespace."""
@@ -137,11 +150,11 @@ class ITServiceHandler:
             issue = issue_fields(input)
         except InvalidToolArguments as err:
             raise non_retryable(err) from None
-        # One request id, one workflow id, one issue: see the module docstring.
+        # One key, one workflow id, one issue: see the module docstring.
         return await ctx.start_workflow(
             CreateJiraIssueWorkflow.run,
             issue,
-            id=f"jira-create-{issue.project}-{ctx.request_id}",
+            id=f"jira-create-{issue.project}-{creation_key(ctx)}",
             execution_timeout=JIRA_WORKFLOW_TIMEOUT,
         )
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import nexusrpc
 from pydantic import BaseModel, Field
 
+# The Nexus header a caller may set on `create_jira_issue`: the same key always means the same
+# issue, however often the call is retried or sent again (the agent sends conversation/approval).
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+
 
 class JiraMetricsInput(BaseModel):
     """Get issue metrics (open, in progress, done, cycle time) for a Jira project."""

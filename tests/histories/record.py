@@ -136,7 +136,13 @@ def decides(message: str, approve: bool, note: str = "") -> Callable[[Handle], A
         while not (pending := await handle.query(AgentWorkflow.get_pending_approvals)).calls:
             await asyncio.sleep(0.05)
         [call] = pending.calls
-        decision = ToolDecision(call_id=call.call_id, approve=approve, note=note)
+        decision = ToolDecision(
+            call_id=call.call_id,
+            approve=approve,
+            note=note,
+            approval_id=call.approval_id,
+            digest=call.digest,
+        )
         await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
         print(f"    > {message}\n    ? {approve}\n    < {(await update.result())[:100]}")
 
@@ -241,6 +247,11 @@ RECORDINGS: list[Recording] = [
         decides("Create a Jira issue in OPS: the VPN drops", approve=False, note="duplicate"),
     ),
     Recording(
+        "approval_ids",
+        "an approval under workflow-made ids and digests (patch approval-ids), then runs",
+        decides("Create a Jira issue in PROJ: the login page is slow", approve=True),
+    ),
+    Recording(
         "queued_messages",
         "three messages sent at once, answered in order",
         sends_at_once("Calculate 6 * 7", "Echo second", "What is the stock price of NVDA?"),
@@ -329,7 +340,7 @@ def write(name: str, history: WorkflowHistory) -> None:
     print(f"  wrote tests/histories/{name}: {len(history.events)} events, {len(text):,} bytes")
 
 
-async def record_all(env: WorkflowEnvironment) -> None:
+async def record_all(env: WorkflowEnvironment, only: set[str]) -> None:
     client = env.client
     await ensure_nexus_setup(client)
     target = client.service_client.config.target_host
@@ -339,19 +350,23 @@ async def record_all(env: WorkflowEnvironment) -> None:
         )
         for ns in (IT.namespace, FINANCE.namespace)
     ]
-    for stale in HISTORIES.glob("*.json"):
-        stale.unlink()
+    if not only:
+        for stale in HISTORIES.glob("*.json"):
+            stale.unlink()
     # The sync get_ip operation would otherwise write this machine's name into a committed file.
     it_handler.get_host_addresses = lambda: GOLDEN_HOST
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(it_worker(it_client, identity=IDENTITY))
         await stack.enter_async_context(finance_worker(finance_client, identity=IDENTITY))
         for recording in RECORDINGS:
+            if only and recording.kind not in only:
+                continue
             print(f"{recording.kind}: {recording.covers}")
             runs = await record(client, recording)
             for name, history in zip(file_names(recording.kind, len(runs)), runs, strict=True):
                 write(name, history)
-        write("jira_metrics_handler.json", await jira_handler_history(it_client))
+        if not only:
+            write("jira_metrics_handler.json", await jira_handler_history(it_client))
 
 
 async def main() -> None:
@@ -370,7 +385,8 @@ async def main() -> None:
         identity=IDENTITY,
     )
     try:
-        await record_all(env)
+        # `record KIND ...` adds the histories of new kinds and leaves every other file alone.
+        await record_all(env, set(sys.argv[1:]))
     finally:
         await env.shutdown()
         # Measured: exiting right after shutdown occasionally crashed the interpreter.

@@ -29,8 +29,11 @@ from app.agent.llm.client import (
     litellm_ready,
     response_usage,
 )
-from app.agent.llm.errors import provider_error
+from app.agent.llm.errors import is_context_window, provider_error, stated_context_limit
+from app.agent.llm.prices import apply_prices
 from app.agent.llm.telemetry import llm_call_telemetry, note_response
+from app.agent.llm.tool_arguments import is_json_object
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import (
     Message,
     PlanInput,
@@ -54,17 +57,22 @@ MAX_REPLY_BYTES = 256 * 1024
 
 
 def fit_to_context(
-    models: list[str], messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    models: list[str],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    unknown_limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Drop the oldest whole turns until the prompt fits the input context of every model in
-    `models` (the one that will be called and its fallbacks: any of them may answer)."""
+    `models` (the one that will be called and its fallbacks: any of them may answer).
+    `unknown_limit` (LLM_MAX_INPUT_TOKENS) is the context of models LiteLLM does not know."""
     litellm = litellm_module()
     limits: list[tuple[int, str]] = []
     for model in models:
         try:
             limit = litellm.get_model_info(model).get("max_input_tokens")
         except Exception:  # models LiteLLM has no data for (local and custom ones)
-            continue
+            limit = None
+        limit = limit or unknown_limit
         if limit:
             limits.append((int(limit), model))
     if not limits:
@@ -86,6 +94,25 @@ def fit_to_context(
     return system + messages[starts[-1] :] if starts else messages
 
 
+def drop_oldest_turns(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]], model: str, err: Exception
+) -> list[dict[str, Any]] | None:
+    """The system prompt and the newest whole turns that fit the context `err` (the provider's
+    refusal) states, with a margin for counting tokens unlike the server does; only the current
+    turn when it states none; None when there is no older turn to drop."""
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if len(starts) < 2:
+        return None
+    system, limit = messages[:1], stated_context_limit(str(err))
+    if limit is not None:
+        counter = litellm_module().token_counter
+        for start in starts[1:]:
+            window = system + messages[start:]
+            if counter(model=model, messages=window, tools=tools) <= 0.75 * limit:
+                return window
+    return system + messages[starts[-1] :]
+
+
 @contextlib.asynccontextmanager
 async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
     """Heartbeat while an LLM call runs, so a crashed worker is noticed within the heartbeat
@@ -95,7 +122,8 @@ async def heartbeating(every_seconds: float = 1.0) -> AsyncIterator[None]:
         # Sleep first: a quick call sends no heartbeat at all, and so costs no round trip.
         while True:
             await asyncio.sleep(every_seconds)
-            activity.heartbeat()
+            # The details carry the usage of earlier failed attempts to the next attempt.
+            activity.heartbeat(*activity.info().heartbeat_details)
 
     task = asyncio.create_task(beat())
     try:
@@ -114,7 +142,7 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
         )
     try:
         with llm_call_telemetry(settings.model) as call:
-            return call.answered(await _plan(input, settings))
+            output = call.answered(await _plan(input, settings))
     except ApplicationError as err:
         # Expected failures are BENIGN (no traceback from the SDK): one line per attempt.
         retrying = "not retried" if err.non_retryable else "will retry"
@@ -122,6 +150,32 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             retrying = f"will retry in {err.next_retry_delay.total_seconds():g} s"
         activity.logger.warning("LLM call failed (%s, %s): %s", err.type, retrying, err.message)
         raise
+    earlier = failed_usage()
+    return output.model_copy(update={"failed_usage": earlier}) if earlier else output
+
+
+def failed_usage() -> list[LLMUsage]:
+    """The usage of this call's earlier attempts that failed after reaching the provider."""
+    details = activity.info().heartbeat_details
+    return [LLMUsage.model_validate(usage) for usage in details[0]] if details else []
+
+
+def with_failed_usage(err: ApplicationError, usage: LLMUsage | None) -> ApplicationError:
+    """`err` carrying the usage of every failed attempt so far (its details), for the workflow's
+    counts, and heartbeating it, for the next attempt: a failed call is paid for too."""
+    usages = [*failed_usage(), *([usage] if usage is not None else [])]
+    if not usages:
+        return err
+    details = [u.model_dump() for u in usages]
+    activity.heartbeat(details)
+    return ApplicationError(
+        err.message,
+        details,
+        type=err.type,
+        non_retryable=err.non_retryable,
+        next_retry_delay=err.next_retry_delay,
+        category=err.category,
+    )
 
 
 async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
@@ -135,19 +189,45 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                 await litellm_ready()
                 # Trim for the models that may answer: the offline model when the configured one
                 # has no key, and the fallbacks.
-                messages = fit_to_context(candidate_models(settings), messages, tools)
+                apply_prices(settings)
+                models = candidate_models(settings)
+                messages = fit_to_context(models, messages, tools, settings.max_input_tokens)
                 on_text = publisher.text if publisher.streams_text else None
-                response, model = await complete(messages, tools, settings, on_text)
+                try:
+                    response, model = await complete(
+                        messages, tools, settings, on_text, publisher.restart
+                    )
+                except Exception as err:
+                    # The provider knows its context best (a local server's n_ctx): with the
+                    # oldest turns dropped, the conversation can go on instead of staying stuck.
+                    shorter = (
+                        drop_oldest_turns(messages, tools, models[0], err)
+                        if is_context_window(err)
+                        else None
+                    )
+                    if shorter is None:
+                        raise
+                    activity.logger.warning(
+                        "LLM context window exceeded; trying once more with %d of %d messages",
+                        len(shorter),
+                        len(messages),
+                    )
+                    publisher.restart()
+                    response, model = await complete(
+                        shorter, tools, settings, on_text, publisher.restart
+                    )
                 note_response(response)
                 if response.choices and not response.choices[0].message.tool_calls:
                     publisher.answered()
         except ApplicationError as err:
             publisher.failed(err)
-            raise
+            raise with_failed_usage(err, None) from None
         except Exception as err:
             error = provider_error(err, settings)
             publisher.failed(error)
-            raise error from None
+            partial = getattr(err, "partial_response", None)
+            usage = response_usage(partial, settings.model) if partial is not None else None
+            raise with_failed_usage(error, usage) from None
     choice = response.choices[0].message
     calls = [
         ToolCall(
@@ -161,10 +241,15 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     ]
     # A streamed answer with only tool calls has empty text, not none: keep the history uniform.
     content = choice.content if isinstance(choice.content, str) and choice.content else None
+    if response.choices[0].finish_reason == "length":
+        content, calls = cut_by_length(content, calls, settings)
     if not calls and not (content and content.strip()):
         # Asking again sends the same prompt: a model that answers nothing usually does again.
-        raise _failure(
-            "the LLM returned an empty answer; try rephrasing the request", "LLMEmptyAnswer"
+        raise with_failed_usage(
+            _failure(
+                "the LLM returned an empty answer; try rephrasing the request", "LLMEmptyAnswer"
+            ),
+            response_usage(response, model),
         )
     output = PlanOutput(
         message=Message(role="assistant", content=content, tool_calls=calls),
@@ -174,11 +259,35 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
     size = len(output.model_dump_json().encode())
     if size > MAX_REPLY_BYTES:
         # Retrying would pay for the same oversized reply again.
-        raise _failure(
-            f"the LLM's reply is too large ({size:,} bytes; the limit is {MAX_REPLY_BYTES:,})",
-            "LLMReplyTooLarge",
+        raise with_failed_usage(
+            _failure(
+                f"the LLM's reply is too large ({size:,} bytes; the limit is {MAX_REPLY_BYTES:,})",
+                "LLMReplyTooLarge",
+            ),
+            output.usage,
         )
     return output
+
+
+def cut_by_length(
+    content: str | None, calls: list[ToolCall], settings: LLMSettings
+) -> tuple[str | None, list[ToolCall]]:
+    """A reply the output token limit cut: the calls written whole, and the text marked as cut.
+
+    The last call was being written when the limit came, so it is never run, nor is any call
+    whose arguments are not a whole JSON object; the note says so to the user (when nothing else
+    runs, the reply is the answer) and to the model (it reads its own message next step).
+    """
+    whole = [call for call in calls[:-1] if is_json_object(call.arguments)]
+    cut = [call.name for call in calls if call not in whole]
+    limit = f" (LLM_MAX_TOKENS={settings.max_tokens})" if settings.max_tokens else ""
+    not_run = f"; the call to {', '.join(cut)} was not run" if cut else ""
+    note = (
+        f"[This reply was cut off at the model's output token limit{limit}{not_run}. "
+        "Ask it to go on, or raise LLM_MAX_TOKENS where the orchestrator worker runs.]"
+    )
+    text = f"{content.rstrip()}\n\n{note}" if content and content.strip() else note
+    return text, whole
 
 
 def _failure(message: str, error_type: str) -> ApplicationError:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from app.agent.llm.usage import LLMUsage, UsageTotals, budget_refusal
+from app.agent.llm.tool_arguments import with_json_arguments
+from app.agent.llm.usage import LITELLM_ESTIMATE, NO_USAGE, LLMUsage, UsageTotals, budget_refusal
 from app.core.config import load_env
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ class LLMSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     fallbacks: list[str] = field(default_factory=list)
+    # The input context of models LiteLLM has no data for (local servers): trimming needs it.
+    max_input_tokens: int | None = None
+    # US dollars per million tokens, for a model LiteLLM has no price for (cost budgets need one).
+    price_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
 
     @classmethod
     def from_env(cls) -> LLMSettings:
@@ -79,7 +85,18 @@ class LLMSettings:
             temperature=float(env["LLM_TEMPERATURE"]) if env.get("LLM_TEMPERATURE") else None,
             max_tokens=int(env["LLM_MAX_TOKENS"]) if env.get("LLM_MAX_TOKENS") else None,
             fallbacks=[m.strip() for m in env.get("LLM_FALLBACKS", "").split(",") if m.strip()],
+            max_input_tokens=_tokens(env.get("LLM_MAX_INPUT_TOKENS")),
+            price_input_per_mtok=_dollars(env.get("LLM_PRICE_INPUT_PER_MTOK")),
+            price_output_per_mtok=_dollars(env.get("LLM_PRICE_OUTPUT_PER_MTOK")),
         )
+
+
+def _tokens(value: str | None) -> int | None:
+    return int(value.strip().replace("_", "")) if value and value.strip() else None
+
+
+def _dollars(value: str | None) -> float | None:  # "$0.50" or "0.5"
+    return float(value.strip().removeprefix("$")) if value and value.strip() else None
 
 
 @dataclass(frozen=True)
@@ -200,11 +217,13 @@ async def complete(
     tools: list[dict[str, Any]],
     settings: LLMSettings | None = None,
     on_text: Callable[[str], None] | None = None,
+    on_restart: Callable[[], None] | None = None,
 ) -> tuple[ModelResponse, str]:
     """One chat completion with native tool calling; returns the response and the model used.
 
     With `on_text`, the answer is streamed: `on_text` gets each piece of text as it arrives, and
-    the response returned is rebuilt from the chunks, the same as without streaming.
+    the response returned is rebuilt from the chunks, the same as without streaming (see
+    `streaming.py`: only a stream the provider ended counts; `on_restart` voids shown text).
     """
     settings = settings or LLMSettings.from_env()
     models = candidate_models(settings)
@@ -228,32 +247,38 @@ async def complete(
         "extra_headers": {"Authorization": basic_auth} if basic_auth else None,
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
+    # Imported here: the streaming module builds on this one.
+    from app.agent.llm.streaming import answering_model, streamed_with_fallbacks
+
     if on_text is None:
         response = await litellm_module().acompletion(**kwargs)
-    else:
-        response = await _streamed(kwargs, on_text)
-    # LiteLLM's fallbacks say in a response header which of the models answered.
-    headers = getattr(response, "_hidden_params", {}).get("additional_headers") or {}
-    attempted = int(headers.get("x-litellm-attempted-fallbacks") or 0)
-    return response, models[attempted] if attempted < len(models) else model
+        return response, answering_model(response, models)
+
+    return await streamed_with_fallbacks(kwargs, models, messages, on_text, on_restart)
 
 
 def response_usage(response: ModelResponse, model: str) -> LLMUsage:
-    """The call's token counts, and its cost from LiteLLM's cost map (None if it has no price)."""
+    """The call's token counts, whether they are estimates, and LiteLLM's price (None if none)."""
     usage = getattr(response, "usage", None)
-    if usage is None:  # the provider did not say: nothing is known, not even the cost
-        return LLMUsage()
+    prompt = getattr(usage, "prompt_tokens", 0) or 0
+    completion = getattr(usage, "completion_tokens", 0) or 0
+    if usage is None or not (prompt or completion):  # nothing is known, not even the cost
+        return LLMUsage(estimated_by=NO_USAGE, model=model)
     details = getattr(usage, "prompt_tokens_details", None)
     cost: float | None
     if model.startswith("offline/"):
         cost = 0.0  # free, as LiteLLM's table says too; skips its per-call cost look-up
     else:
         cost = _completion_cost(response, model)
+    reported = (getattr(response, "_hidden_params", None) or {}).get("usage_reported", True)
     return LLMUsage(
-        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
         cached_tokens=getattr(details, "cached_tokens", 0) or 0,
         cost_usd=cost,
+        # A stream without a usage chunk: LiteLLM counted the text itself (`streaming.py`).
+        estimated_by=None if reported else LITELLM_ESTIMATE,
+        model=model,
     )
 
 
@@ -322,6 +347,7 @@ class BudgetSettings:
 
 def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`messages` adjusted to what `model`'s API accepts."""
+    messages = [with_json_arguments(m) for m in messages]
     try:
         provider = litellm_module().get_llm_provider(model)[1]
     except Exception:  # a model string LiteLLM cannot place; it will say so when called
@@ -337,28 +363,6 @@ def for_provider(model: str, messages: list[dict[str, Any]]) -> list[dict[str, A
         else m
         for m in messages
     ]
-
-
-async def _streamed(kwargs: dict[str, Any], on_text: Callable[[str], None]) -> ModelResponse:
-    """The completion streamed, text passed to `on_text`, then rebuilt as one response."""
-    litellm = litellm_module()
-    stream = await litellm.acompletion(
-        **kwargs, stream=True, stream_options={"include_usage": True}
-    )
-    chunks = []
-    async for chunk in stream:
-        chunks.append(chunk)
-        delta = chunk.choices[0].delta if chunk.choices else None
-        # Tool-call deltas are partial JSON: only the rebuilt message carries them.
-        if delta is not None and isinstance(delta.content, str) and delta.content:
-            on_text(delta.content)
-    response = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
-    if response is None:
-        raise ValueError("the LLM's stream ended without any chunk")
-    # Which model answered (fallbacks) is in the stream's headers, not in the rebuilt response.
-    hidden = getattr(stream, "_hidden_params", None) or {}
-    response._hidden_params = {**getattr(response, "_hidden_params", {}), **hidden}
-    return response
 
 
 def split_credentials(api_base: str | None) -> tuple[str | None, str | None]:

@@ -13,6 +13,7 @@ sets the delay before the next attempt.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,19 @@ from typing import Any
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.agent.llm.client import LLMSettings, litellm_module, redact
+from app.agent.llm.streaming import StreamIncomplete
+
+
+def _one_line_fallback_failures(record: logging.LogRecord) -> bool:
+    if record.module == "fallback_utils" and record.exc_info:
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+# One line per failed fallback attempt, as for every other failed attempt: LiteLLM logs each with
+# its traceback (tens of lines).
+logging.getLogger("LiteLLM").addFilter(_one_line_fallback_failures)
 
 # A provider that asks for a longer pause (a spent daily quota, say) would hold the turn for
 # nothing: the user is told instead.
@@ -69,12 +83,26 @@ UNAVAILABLE = Failure("LLMUnavailable", True, "the LLM provider is unavailable")
 SERVER_ERROR = Failure("LLMServerError", True, "the LLM provider had a server error")
 API_ERROR = Failure("LLMServerError", True, "the LLM provider returned an error")
 UNKNOWN = Failure("LLMError", True, "the LLM call failed")
+# The reply stopped before the provider said it ended: another attempt can get it whole.
+STREAM_INCOMPLETE = Failure(
+    "LLMStreamIncomplete", True, "the LLM's reply stopped before its end (the stream was cut)"
+)
 
 # Messages that say the request can never succeed, whatever status came with them. LiteLLM
 # reports the OpenAI client's "Missing credentials" (no request was sent) as a server error, and
 # llama.cpp answers a chat template that fails on the conversation with HTTP 500.
 _BY_MESSAGE: list[tuple[re.Pattern[str], Failure]] = [
     (re.compile(r"missing credentials|missing \w+ api key", re.IGNORECASE), MISSING_KEY),
+    # llama.cpp ("exceed context window of 2048"), vLLM and Anthropic ("prompt is too long"),
+    # which LiteLLM reports as a plain bad request or server error.
+    (
+        re.compile(
+            r"exceeds? (the )?context window|maximum context length|context length exceeded|"
+            r"context_length_exceeded|prompt is too long",
+            re.IGNORECASE,
+        ),
+        CONTEXT_WINDOW,
+    ),
     (
         re.compile(
             # Jinja's own words, as llama.cpp and vLLM pass them on.
@@ -141,10 +169,31 @@ def provider_error(
     )
 
 
+def is_context_window(err: Exception) -> bool:
+    """Whether `err` says the prompt does not fit the model's context window."""
+    return classify(err) is CONTEXT_WINDOW
+
+
+# How providers state their context size when they refuse a prompt: llama.cpp ("exceed context
+# window of 2048"), OpenAI and vLLM ("maximum context length is 8192 tokens"), Anthropic
+# ("prompt is too long: 210000 tokens > 200000 maximum").
+_CONTEXT_LIMIT = re.compile(
+    r"context window of (\d+)|maximum context length is (\d+)|> (\d+) maximum", re.IGNORECASE
+)
+
+
+def stated_context_limit(message: str) -> int | None:
+    """The context size in tokens that a provider's refusal states, if it states one."""
+    match = _CONTEXT_LIMIT.search(message)
+    return int(next(group for group in match.groups() if group)) if match else None
+
+
 def classify(err: Exception) -> Failure:
     """Which kind of failure `err` is: by message, then class, then HTTP status."""
     litellm = litellm_module()
     causes = _causes(err)
+    if any(isinstance(c, StreamIncomplete) for c in causes):
+        return STREAM_INCOMPLETE
     # LiteLLM reports a refused connection as a server error (500).
     if any(isinstance(c, ConnectionError) for c in causes) and not isinstance(err, litellm.Timeout):
         return CONNECTION

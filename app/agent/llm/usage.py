@@ -10,6 +10,11 @@ unknown (`None`), never $0.
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from temporalio.exceptions import ApplicationError
+
+# What `LLMUsage.estimated_by` says when the counts are not the provider's.
+LITELLM_ESTIMATE = "LiteLLM's token counter (the provider sent no usage)"
+NO_USAGE = "nothing: the provider sent no usage"
 
 # `get_usage` lists this many recent turns; the totals cover the whole conversation.
 RECENT_TURNS = 20
@@ -24,6 +29,11 @@ class LLMUsage(BaseModel):
     cached_tokens: int = 0
     # None when LiteLLM has no price for the model: unknown, not free.
     cost_usd: float | None = None
+    # None when the provider reported the counts; else what estimated them (a server that sends
+    # no usage in its stream, a call that failed midway).
+    estimated_by: str | None = None
+    # The model that answered the call (a fallback, perhaps), as LiteLLM names it.
+    model: str | None = None
 
 
 class UsageTotals(BaseModel):
@@ -36,6 +46,10 @@ class UsageTotals(BaseModel):
     # The cost of the calls with a known price; `unpriced_calls` says how many had none.
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    # Calls whose counts are estimates, not the provider's: the totals are approximate.
+    estimated_calls: int = 0
+    # The models that answered, first use first.
+    models: list[str] = Field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -51,6 +65,10 @@ class UsageTotals(BaseModel):
             self.unpriced_calls += 1
         else:
             self.cost_usd += call.cost_usd
+        if call.estimated_by is not None:
+            self.estimated_calls += 1
+        if call.model is not None and call.model not in self.models:
+            self.models.append(call.model)
 
     def cost_text(self) -> str:
         """The cost as people read it: `$0.000210`, `cost unknown`, or both when mixed."""
@@ -62,12 +80,16 @@ class UsageTotals(BaseModel):
         return known
 
     def summary(self) -> str:
-        """One line: tokens in and out, cost, LLM calls."""
+        """One line: tokens in and out, cost, LLM calls; "≈" marks counts that are estimates."""
         cached = f" ({self.cached_tokens:,} cached)" if self.cached_tokens else ""
         calls = "1 LLM call" if self.calls == 1 else f"{self.calls} LLM calls"
+        about = "≈" if self.estimated_calls else ""
+        cost = self.cost_text()
+        if about and cost != "cost unknown":
+            cost = about + cost
         return (
-            f"{self.prompt_tokens:,} in{cached} · {self.completion_tokens:,} out · "
-            f"{self.cost_text()} · {calls}"
+            f"{about}{self.prompt_tokens:,} in{cached} · {about}{self.completion_tokens:,} out · "
+            f"{cost} · {calls}"
         )
 
 
@@ -96,6 +118,20 @@ class ConversationUsage(BaseModel):
             dropped = len(self.turns) - RECENT_TURNS
             self.turns = self.turns[dropped:]
             self.earlier_turns += dropped
+
+    def count(self, calls: list[LLMUsage], turn: TurnUsage | None) -> None:
+        """Add calls to the totals and to the turn in progress, if any."""
+        for call in calls:
+            self.total.add(call)
+            if turn is not None:
+                turn.usage.add(call)
+
+    def count_failure(self, cause: BaseException | None, turn: TurnUsage | None) -> None:
+        """Count the failed attempts a planning call's error carries in its details (attempts
+        that reached the provider and failed are paid for too)."""
+        details = cause.details if isinstance(cause, ApplicationError) else ()
+        calls = details[0] if details and isinstance(details[0], list) else []
+        self.count([LLMUsage.model_validate(call) for call in calls], turn)
 
     def turn_for_update(self, update_id: str) -> TurnUsage | None:
         """The turn that answered the Update `update_id`, if it is still listed."""

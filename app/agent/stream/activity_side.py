@@ -104,6 +104,13 @@ class TextPublisher:
         not sent at all, which spares a signal and a workflow task per turn."""
         self._pending = ""
 
+    def restart(self) -> None:
+        """The text so far is void (a fallback model answers in its place): clients drop it."""
+        self._pending = ""
+        if self._published_text:
+            self._publish(DropPartialText(turn_id=self.turn_id, attempt=activity.info().attempt))
+            self._published_text = False
+
     def failed(self, error: ApplicationError) -> None:
         """This attempt failed: its text is void, and Temporal may try again."""
         if self._topic is None:

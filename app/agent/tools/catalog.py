@@ -6,6 +6,14 @@ call to a local activity or a Nexus endpoint) read it, so the two can never disa
 description is its input model's docstring; its schema is the model's JSON schema. A tool that
 changes something outside the agent says `requires_approval`: the workflow then waits for a
 person's decision before each call runs.
+
+The workflow routes by name only, so changing a tool's input model, description or handler is an
+ordinary change. What decides which commands a call schedules is replayed history, though: a
+rename, a new route or a change of `requires_approval` while conversations are open needs a
+`workflow.patched` guard. For example, to make `calculator` wait for approval from now on:
+`Tool("calculator", CalculatorInput, function=calculator, requires_approval=True,
+approval_patch="calculator-approval")`: runs recorded before wait for nothing, new runs wait. To
+rename a tool, keep the old name as a second entry until no run that used it is left.
 """
 
 from __future__ import annotations
@@ -44,6 +52,11 @@ class Tool:
     function: Callable[[Any], str] | None = None
     # It writes: each call waits for a person's yes before it runs.
     requires_approval: bool = False
+    # Set when `requires_approval` was added while conversations were open: the patch id that
+    # makes only runs from then on wait (see the module docstring).
+    approval_patch: str | None = None
+    # The argument that names where a write lands ("PROJ"), for "outcome unknown: check PROJ".
+    target_argument: str | None = None
 
     @property
     def description(self) -> str:
@@ -80,6 +93,7 @@ TOOLS: dict[str, Tool] = {
             CreateJiraIssueInput,
             NexusRoute(IT.endpoint, ITService, ITService.create_jira_issue),
             requires_approval=True,
+            target_argument="project",
         ),
         Tool(
             "stock_price",

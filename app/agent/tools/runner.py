@@ -5,23 +5,39 @@ activities, remote tools as Nexus operations, all calls of a step at once. Every
 one tool result, as providers require: a failure, a call over the per-step limit, a result over
 the turn's byte budget and a Nexus endpoint that does not exist each become a result the LLM
 reads, so no tool can end the conversation or wedge it.
+
+The workflow routes a call by the tool's name only (patch `route-by-name`): it checks that the
+arguments are a JSON object and leaves their validation to the activity or the Nexus handler, so a
+team that changes its input model changes ordinary code, not what an open conversation replays.
+A catalog change that changes commands (a rename, a new route, `requires_approval`) needs a
+`workflow.patched` guard, as `Tool.approval_patch` shows. A write whose outcome is unknown (no
+answer in time) says so, and its idempotency key (the conversation and the approval id) makes a
+retry of the same approved call create nothing new.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import nexusrpc
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, NexusOperationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    NexusOperationError,
+    TimeoutError,
+    TimeoutType,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from app.agent.metrics import count_approval_decision, count_approval_request, count_tool_call
+    from app.agent.metrics import count_tool_call
     from app.agent.models import (
         AgentConfig,
         EndpointCheck,
@@ -33,11 +49,19 @@ with workflow.unsafe.imports_passed_through():
         utf8_size,
     )
     from app.agent.stream.workflow_side import ConversationEvents
-    from app.agent.tools.activity import execute_tool
-    from app.agent.tools.approvals import Approvals, timed_out
+    from app.agent.tools.activity import execute_tool, validation_summary
+    from app.agent.tools.approvals import APPROVAL_IDS_PATCH, Approvals, approval_id
     from app.agent.tools.catalog import TOOLS, Tool
     from app.agent.tools.endpoints import SETUP_COMMAND, check_endpoints
+    from app.agent.tools.legacy_contracts import LEGACY_INPUT_MODELS
     from app.core.errors import failure_message
+    from app.it.service import IDEMPOTENCY_KEY_HEADER
+
+# Patches (see the README's "Changing the agent loop safely"): the workflow routes by name and no
+# longer validates arguments; and a call that waits for approval asks `check_endpoints` after its
+# wait, not before it (an endpoint deleted during the wait would fail every workflow task).
+ROUTE_BY_NAME_PATCH = "route-by-name"
+NO_STEP_ENDPOINT_CHECK_PATCH = "no-step-endpoint-check"
 
 
 @dataclass
@@ -45,18 +69,37 @@ class TurnSpending:
     """What one turn has used of its budgets so far."""
 
     steps: int = 0
+    # The turn's number in the conversation (carried across continue-as-new): approval ids.
+    turn: int = 0
     # Planning inputs and tool results: what the turn has written to the event history.
     bytes: int = 0
     tool_result_bytes: int = 0
     tools: list[str] = field(default_factory=list)  # the tools called, in order
 
 
-def validation_summary(err: ValidationError) -> str:
-    """A pydantic validation error in one line, without documentation links."""
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-        for e in err.errors(include_url=False)
-    )
+def json_arguments(call: ToolCall) -> dict[str, Any] | str:
+    """The call's arguments as a JSON object, or the error result the LLM reads instead."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError as err:
+        return f"Error: invalid arguments for {call.name}: arguments: Invalid JSON ({err})"
+    if not isinstance(arguments, dict):
+        return f"Error: invalid arguments for {call.name}: arguments: expected a JSON object"
+    return arguments
+
+
+def definite_failure(err: BaseException) -> bool:
+    """Whether a failed call surely did nothing: its arguments were refused before it ran."""
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, ApplicationError) and current.type == "InvalidToolArguments":
+            return True
+        if isinstance(current, nexusrpc.HandlerError) and (
+            current.type == nexusrpc.HandlerErrorType.BAD_REQUEST
+        ):
+            return True
+        current = current.__cause__
+    return False
 
 
 def timeout_type(err: BaseException) -> TimeoutType | None:
@@ -113,8 +156,15 @@ class ToolRunner:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
         spent.tools += [call.name for call in run]
-        missing = await self._missing_endpoints(run)
-        contents = await asyncio.gather(*(self._run_with_events(call, missing) for call in run))
+        if workflow.patched(NO_STEP_ENDPOINT_CHECK_PATCH):
+            # Calls that wait for approval check their endpoint after the wait, not before it.
+            at_once = [c for c in run if not ((t := TOOLS.get(c.name)) and self._needs_approval(t))]
+            missing = await self._missing_endpoints(at_once)
+        else:
+            missing = await self._missing_endpoints(run)  # histories from before the patch
+        contents = await asyncio.gather(
+            *(self._run_with_events(call, missing, spent, index) for index, call in enumerate(run))
+        )
         results = [
             Message.tool_result(call, self._within_budget(content, spent))
             for call, content in zip(run, contents, strict=True)
@@ -138,7 +188,9 @@ class ToolRunner:
         """The Nexus endpoints these calls need that do not exist on the server.
 
         Checked right before the calls, in the same workflow task: a call to an endpoint that
-        does not exist fails the task, and the retried task then checks again.
+        does not exist fails the task, and the retried task then checks again. Since the patch
+        `no-step-endpoint-check` only a call that waited for approval asks: its endpoint may have
+        gone during the wait, and its decision must not be lost in a failing task.
         """
         wanted = list(
             dict.fromkeys(
@@ -162,48 +214,74 @@ class ToolRunner:
             return set()
         return set(result.missing)
 
-    async def _run_with_events(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+    async def _run_with_events(
+        self, call: ToolCall, missing_endpoints: set[str], spent: TurnSpending, index: int
+    ) -> str:
         """One tool call, announced on the conversation's stream as it starts and finishes."""
         tool = TOOLS.get(call.name)
         endpoint = tool.route.endpoint if tool is not None and tool.route is not None else None
         self._events.tool_started(call.id, call.name, call.arguments, endpoint)
         started = workflow.time()
-        content = await self._run_tool(call, missing_endpoints)
+        content = await self._run_tool(call, missing_endpoints, spent, index)
         count_tool_call(call.name, content)
         self._events.tool_finished(call.id, call.name, content, started)
         return content
 
-    async def _run_tool(self, call: ToolCall, missing_endpoints: set[str]) -> str:
+    async def _run_tool(
+        self, call: ToolCall, missing_endpoints: set[str], spent: TurnSpending, index: int
+    ) -> str:
         """One tool call; any failure becomes a tool result the LLM can read and act on."""
         tool = TOOLS.get(call.name)
         if tool is None:
             return f"Error: there is no tool named {call.name!r}. Tools: {', '.join(TOOLS)}."
-        try:
-            args = tool.input_model.model_validate_json(call.arguments or "{}")
-        except ValidationError as err:
-            return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
-        if tool.requires_approval:
+        arguments = self._arguments(call, tool)
+        if isinstance(arguments, str):
+            return arguments
+        key = ""
+        if self._needs_approval(tool):
             # Waits, durably, for a person's decision; the other calls of the step run meanwhile.
             timeout = timedelta(seconds=self._config.approval_timeout_seconds)
-            count_approval_request(call.name)
-            refusal = await self._approvals.refusal(call, args.model_dump(mode="json"), timeout)
-            count_approval_decision(call.name, refusal, refusal == timed_out(timeout))
+            if workflow.patched(APPROVAL_IDS_PATCH):
+                key = approval_id(spent.turn, spent.steps, index)
+            refusal = await self._approvals.refusal(call, arguments, timeout, key)
             if refusal is not None:
                 return refusal
+            if key and tool.route is not None:
+                missing_endpoints = await self._missing_endpoints([call])
         if tool.route is None:
-            return await self._run_local_tool(tool, args)
+            return await self._run_local_tool(tool, arguments)
         if tool.route.endpoint in missing_endpoints:
             return (
                 f"Error: the {tool.name} tool is unavailable: the Nexus endpoint "
                 f"{tool.route.endpoint} does not exist on the server (`{SETUP_COMMAND}` "
                 "creates it)."
             )
-        return await self._run_nexus_tool(tool, args)
+        return await self._run_nexus_tool(tool, arguments, key)
 
-    async def _run_local_tool(self, tool: Tool, args: BaseModel) -> str:
+    @staticmethod
+    def _arguments(call: ToolCall, tool: Tool) -> dict[str, Any] | str:
+        """The call's arguments, or the error result; validated here only before the patch."""
+        if workflow.patched(ROUTE_BY_NAME_PATCH):
+            return json_arguments(call)
+        # Histories from before the patch: validated as then, against frozen copies of the models.
+        try:
+            model = LEGACY_INPUT_MODELS.get(call.name, tool.input_model)
+            args = model.model_validate_json(call.arguments or "{}")
+        except ValidationError as err:
+            return f"Error: invalid arguments for {call.name}: {validation_summary(err)}"
+        return args.model_dump(mode="json")
+
+    @staticmethod
+    def _needs_approval(tool: Tool) -> bool:
+        """Whether calls of `tool` wait for a person; a later `requires_approval` is patched."""
+        if not tool.requires_approval:
+            return False
+        return tool.approval_patch is None or workflow.patched(tool.approval_patch)
+
+    async def _run_local_tool(self, tool: Tool, arguments: dict[str, Any]) -> str:
         request = ToolRequest(
             name=tool.name,
-            arguments=args.model_dump_json(),
+            arguments=json.dumps(arguments),
             max_result_chars=self._config.max_tool_result_chars,
         )
         timeout = timedelta(seconds=self._config.local_tool_timeout_seconds)
@@ -221,16 +299,29 @@ class ToolRunner:
             return f"Error: the {tool.name} tool failed: {failure_message(err)}"
         return result.content
 
-    async def _run_nexus_tool(self, tool: Tool, args: BaseModel) -> str:
+    async def _run_nexus_tool(self, tool: Tool, arguments: dict[str, Any], key: str) -> str:
+        """A remote call; the handler validates `arguments` against the team's own model."""
         assert tool.route is not None
         timeout = self._config.nexus_timeout_seconds
+        headers = {}
+        if key:
+            # The same approved call always carries the same key, whatever Nexus request it is.
+            headers[IDEMPOTENCY_KEY_HEADER] = f"{workflow.info().workflow_id}/{key}"
         try:
             output = await self._nexus_clients[tool.route.endpoint].execute_operation(
                 tool.route.operation,
-                args,
+                arguments,
                 schedule_to_close_timeout=timedelta(seconds=timeout),
+                headers=headers or None,
             )
         except NexusOperationError as err:
+            if tool.requires_approval and not definite_failure(err):
+                # A write may have landed although no answer came: a retry could write twice.
+                target = arguments.get(tool.target_argument or "") or tool.route.endpoint
+                return (
+                    f"Error: {tool.name}: outcome unknown: check {target} before trying again "
+                    f"(it may have been done; {failure_message(err)})."
+                )
             if timeout_type(err) is not None:
                 return (
                     f"Error: the {tool.name} tool is unavailable: {tool.route.endpoint} did not "

@@ -132,13 +132,16 @@ class ApprovalDesk:
     ) -> bool:
         words = rest.split(maxsplit=1)
         approve = name == "/approve"
-        by_id = {p.call_id: p for p in pending}
+        by_id = {p.call_id: p for p in pending} | {
+            p.approval_id: p for p in pending if p.approval_id
+        }
         if words and words[0] in by_id:
             target, note = by_id[words[0]], words[1] if len(words) > 1 else ""
-            return await self.decide(target.call_id, approve, note, target.tool)
+            return await self.decide(target.call_id, approve, note, target.tool, target)
         if len(pending) == 1 and (not words or not approve):
             # The only waiting call; what follows /deny is the note.
-            return await self.decide(pending[0].call_id, approve, rest.strip(), pending[0].tool)
+            first = pending[0]
+            return await self.decide(first.call_id, approve, rest.strip(), first.tool, first)
         if words:
             # An old or mistyped call id: the workflow's validator says which it is.
             return await self.decide(words[0], approve, words[1] if len(words) > 1 else "")
@@ -171,12 +174,24 @@ class ApprovalDesk:
         if last is not None and last.role == "assistant" and last.content:
             self.terminal.say(indent_answer("Agent: ", last.content))
 
-    async def decide(self, call_id: str, approve: bool, note: str, tool: str = "") -> bool:
+    async def decide(
+        self,
+        call_id: str,
+        approve: bool,
+        note: str,
+        tool: str = "",
+        pending: PendingApproval | None = None,
+    ) -> bool:
         """Send one decision; True when the workflow recorded it."""
         decision = ToolDecision(call_id=call_id, approve=approve, note=note)
+        update_id = None
+        if pending is not None and pending.approval_id:
+            # It names exactly the call shown; sent again, the same Update id is answered once.
+            decision.approval_id, decision.digest = pending.approval_id, pending.digest
+            update_id = f"decision-{pending.approval_id}-{'approve' if approve else 'deny'}"
         try:
             result = await self._handle().execute_update(
-                AgentWorkflow.decide_tool_call, decision, rpc_timeout=DECISION_TIMEOUT
+                AgentWorkflow.decide_tool_call, decision, id=update_id, rpc_timeout=DECISION_TIMEOUT
             )
         except WorkflowUpdateFailedError as err:
             self.terminal.error(f"Error: {failure_message(err.cause)}")
@@ -291,11 +306,12 @@ class ApprovalDesk:
         text = line.strip()
         interactive = self.terminal.interactive
         if text.lower() in _YES:
-            return await self.decide(pending.call_id, True, "", pending.tool)
+            return await self.decide(pending.call_id, True, "", pending.tool, pending)
         if (no := _NO.fullmatch(text)) and (interactive or not no.group("note")):
-            return await self.decide(pending.call_id, False, no.group("note") or "", pending.tool)
+            note = no.group("note") or ""
+            return await self.decide(pending.call_id, False, note, pending.tool, pending)
         if not text and interactive:  # [y/N]: Enter alone is no
-            return await self.decide(pending.call_id, False, "", pending.tool)
+            return await self.decide(pending.call_id, False, "", pending.tool, pending)
         if text.lower() in self._quit_words:
             raise LeaveChat
         if text.startswith("/"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from app.agent.stream.events import (
     TurnAnswered,
 )
 from app.agent.workflow import AgentWorkflow
+from app.cli.chat.terminal import clean
 from app.core.connection import one_line
 
 RECONNECT_SECONDS = 1.0
@@ -52,16 +52,6 @@ CATCH_UP_SECONDS = 3.0
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200
-# Escape sequences (CSI, OSC, and two-character ones) and C0/C1 controls other than \n and \t.
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
-
-
-def clean(text: str) -> str:
-    """`text` without terminal control sequences, safe to print on a terminal."""
-    return _CONTROL.sub("", text)
 
 
 class LiveView:
@@ -123,7 +113,7 @@ class LiveView:
             self._commit_partial()
             via = f" via {event.endpoint}" if event.endpoint else ""
             self._print(f"  -> {event.tool}({one_line(event.arguments, 80)}){via}", "cyan")
-            self.doing = f"calling {event.tool}"
+            self.doing = f"calling {clean(event.tool)}"
         elif isinstance(event, ToolCallFinished):
             outcome = "ok" if event.ok else f"failed: {one_line(event.error or '', 100)}"
             self._print(f"  <- {event.tool} {outcome} ({event.duration_ms} ms)", "dim")

@@ -32,8 +32,21 @@ def format_usage(usage: ConversationUsage) -> list[str]:
     if usage.earlier_turns:
         lines.append(f"  ({usage.earlier_turns:,} earlier turns are counted in the total only)")
     lines += [
-        f"  turn {turn.turn}: {turn.usage.summary()} · {turn.seconds:.1f} s" for turn in usage.turns
+        f"  turn {turn.turn}: {turn.usage.summary()} · {turn.seconds:.1f} s"
+        + (f" · {', '.join(turn.usage.models)}" if turn.usage.models else "")
+        for turn in usage.turns
     ]
+    if total.estimated_calls:
+        lines.append(
+            f"  ≈ estimated: the provider sent no usage for {total.estimated_calls:,} of "
+            f"{total.calls:,} calls; their tokens are LiteLLM's count, or unknown"
+        )
+    if total.unpriced_calls:
+        lines.append(
+            f"  {total.unpriced_calls:,} calls have no price: a cost budget (AGENT_MAX_COST_USD, "
+            "max_cost_usd) does not count them; LLM_PRICE_INPUT_PER_MTOK and "
+            "LLM_PRICE_OUTPUT_PER_MTOK give the model one"
+        )
     return lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -30,6 +31,16 @@ from app.core.connection import is_local, one_line, split_address
 T = TypeVar("T")
 
 HISTORY_LINE_LIMIT = 120
+# What a model or a tool may write that a terminal would obey (retitle it, clear it, move the
+# cursor, ...): CSI sequences; OSC, DCS, SOS, PM and APC strings; other escape sequences; a lone
+# ESC; and every C0 and C1 control except newline and tab.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 
 def web_ui_for(address: str) -> str | None:
@@ -86,6 +97,11 @@ async def in_daemon_thread(function: Callable[[], T]) -> T:
 
     threading.Thread(target=work, daemon=True).start()
     return await future
+
+
+def clean(text: str) -> str:
+    """`text` without terminal control sequences, safe to print on a terminal or into a pipe."""
+    return _CONTROL.sub("", text)
 
 
 def indent_answer(prefix: str, text: str) -> str:
@@ -160,8 +176,10 @@ class Terminal:
 
     def say(self, text: str) -> None:
         """A line of the transcript (above the live view, if one is running)."""
+        # Answers, tool lines, history and usage quote the model and the tools: clean them
+        # here, piped or not (a pipe often ends on a terminal, through `tee` or `less -R`).
         with self._above_live_view():
-            print(text, file=self.stdout, flush=True)
+            print(clean(text), file=self.stdout, flush=True)
 
     def note(self, text: str) -> None:
         """A line of the transcript that matters less (each turn's usage): dim on a terminal."""
@@ -169,10 +187,11 @@ class Terminal:
             self.say(text)
             return
         with self._above_live_view():
-            self.console.print(text, style="dim", markup=False, highlight=False)
+            self.console.print(clean(text), style="dim", markup=False, highlight=False)
 
     def error(self, text: str) -> None:
         """A one-line problem report."""
+        text = clean(text)  # it may quote a tool's or the model's failure message
         if self._prompt is not None and self._prompt.app.is_running:
             # Printed while the user types (the demo's notices), it would land in the input
             # line: prompt_toolkit prints it above and redraws the prompt with what was typed.
