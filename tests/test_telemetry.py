@@ -1,4 +1,4 @@
-"""Traces survive replay without duplicates; the turn's log line; telemetry settings.
+"""Traces survive replay without duplicates; the turn's log line; approval metrics; settings.
 
 A worker that caches no workflow replays the whole history before each workflow task, the worst
 case for duplicate spans: a turn run on it must export each span once, the same spans as a
@@ -14,23 +14,26 @@ import json
 import logging
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateStage
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryPlugin,
     ReplaySafeTracerProvider,
     create_tracer_provider,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from app.agent import metrics
-from app.agent.models import AgentInput
+from app.agent.models import AgentConfig, AgentInput
+from app.agent.tools.catalog import TOOLS, Tool
 from app.agent.worker import orchestrator_worker
 from app.agent.workflow import AgentWorkflow
 from app.core.telemetry import (
@@ -39,6 +42,14 @@ from app.core.telemetry import (
     current_trace_id,
     metrics_runtime,
     tracing_configured,
+)
+from tests.doubles import (
+    AgentHarness,
+    ScriptedLLM,
+    call,
+    decision_for,
+    pending_calls,
+    tools_then_answer,
 )
 from tests.test_golden_histories import agent_histories, load
 
@@ -183,3 +194,57 @@ def test_a_bad_metrics_address_is_refused_with_the_variable_named():
     assert metrics_runtime({}) is None
     with pytest.raises(TelemetrySettingError, match=r"PROMETHEUS_BIND_ADDRESS='nonsense' cannot"):
         metrics_runtime({"PROMETHEUS_BIND_ADDRESS": "nonsense"})
+
+
+async def test_approvals_are_counted_by_how_they_ended(
+    time_skipping_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+):
+    # `create_jira_issue` keeps its catalog entry (it needs approval) but runs as a stand-in.
+    real = TOOLS["create_jira_issue"]
+    stand_in = Tool(
+        real.name, real.input_model, function=lambda _: "PROJ-1", requires_approval=True
+    )
+    monkeypatch.setitem(TOOLS, "create_jira_issue", stand_in)
+    buffer = MetricBuffer(10_000)
+    client = await Client.connect(
+        time_skipping_env.client.service_client.config.target_host,
+        namespace=time_skipping_env.client.namespace,
+        data_converter=pydantic_data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer)),
+    )
+    issue: dict[str, object] = {"project": "PROJ", "summary": "The printer is on fire"}
+    llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", issue, "c1")))
+    harness = AgentHarness(time_skipping_env, llm, AgentConfig(approval_timeout_seconds=90))
+    harness.client = client  # the worker records into `buffer`
+    async with harness.worker():
+        handle = await harness.start()
+        for approve in (True, False, None):  # None: nobody decides
+            turn = await handle.start_update(
+                AgentWorkflow.send_message,
+                "Create a Jira issue",
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+            await pending_calls(handle)
+            if approve is None:
+                await time_skipping_env.sleep(timedelta(seconds=91))
+            else:
+                decision = await decision_for(handle, "c1", approve)
+                await handle.execute_update(AgentWorkflow.decide_tool_call, decision)
+            await turn.result()
+    counted: Counter[tuple[str, ...]] = Counter()
+    for update in buffer.retrieve_updates():
+        labels = update.attributes
+        if update.metric.name == "agent_approval_requests":
+            counted["asked", str(labels["tool"])] += int(update.value)
+        elif update.metric.name == "agent_approval_decisions":
+            counted[str(labels["decision"]), str(labels["tool"])] += int(update.value)
+        elif update.metric.name == "agent_tool_calls":
+            counted["tool", str(labels["outcome"])] += int(update.value)
+    assert counted == {
+        ("asked", "create_jira_issue"): 3,
+        ("approved", "create_jira_issue"): 1,
+        ("denied", "create_jira_issue"): 1,
+        ("timed_out", "create_jira_issue"): 1,
+        ("tool", "ok"): 1,
+        ("tool", "not_run"): 2,
+    }
