@@ -10,6 +10,7 @@ must export nothing. Spans go to an in-memory exporter through the replay-safe p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -27,11 +28,15 @@ from temporalio.contrib.opentelemetry import (
     create_tracer_provider,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from app.agent import metrics
+from app.agent.llm.activity import with_failed_usage
+from app.agent.llm.telemetry import llm_call_telemetry
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import AgentConfig, AgentInput
 from app.agent.tools.catalog import TOOLS, Tool
 from app.agent.worker import orchestrator_worker
@@ -247,4 +252,43 @@ async def test_approvals_are_counted_by_how_they_ended(
         ("timed_out", "create_jira_issue"): 1,
         ("tool", "ok"): 1,
         ("tool", "not_run"): 2,
+    }
+
+
+def test_a_failed_attempt_that_reached_the_provider_counts_its_tokens_and_price():
+    buffer = MetricBuffer(1_000)
+    env = ActivityEnvironment()
+    env.metric_meter = Runtime(telemetry=TelemetryConfig(metrics=buffer)).metric_meter
+    # The second attempt: the first one's usage rides in the heartbeat details it starts with.
+    first = LLMUsage(prompt_tokens=50, cost_usd=0.5, model="openai/gpt-4o-mini")
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        task_queue=f"telemetry-{uuid.uuid4()}",
+        heartbeat_details=[[first.model_dump()]],
+    )
+    this = LLMUsage(prompt_tokens=100, completion_tokens=7, cost_usd=0.002, model="openai/gpt-4o")
+
+    def attempt() -> None:
+        with llm_call_telemetry("openai/gpt-4o-mini"):
+            empty = ApplicationError("empty", type="LLMEmptyAnswer", non_retryable=True)
+            raise with_failed_usage(empty, this)
+
+    with pytest.raises(ApplicationError):
+        env.run(attempt)
+    counted = {
+        (
+            u.metric.name,
+            u.attributes["model"],
+            u.attributes.get("outcome", u.attributes.get("type")),
+        ): u.value
+        for u in buffer.retrieve_updates()
+        if u.metric.name != "agent_llm_call_duration"
+    }
+    # The model that answered, this attempt's counts only (the first was counted when it failed).
+    assert counted == {
+        ("agent_llm_calls", "openai/gpt-4o", "LLMEmptyAnswer"): 1,
+        ("agent_llm_tokens", "openai/gpt-4o", "input"): 100,
+        ("agent_llm_tokens", "openai/gpt-4o", "output"): 7,
+        ("agent_llm_call_cost", "openai/gpt-4o", None): 0.002,
     }

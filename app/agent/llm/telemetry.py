@@ -8,7 +8,8 @@ plus the call's price (`gen_ai.usage.cost_usd`, LiteLLM's cost map) and the acti
 (`temporal.attempt`). It never carries the prompt, the answer or a key. The metrics go through
 the activity's SDK meter: `agent_llm_calls_total{model,outcome}`,
 `agent_llm_tokens_total{model,type}`, `agent_llm_call_cost_usd{model}` (its `_sum` is the money
-spent) and `agent_llm_call_duration_seconds{model,outcome}`.
+spent) and `agent_llm_call_duration_seconds{model,outcome}`. Tokens and price count every attempt
+that reached the provider, the failed ones too: they are paid for (`with_failed_usage`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from app.agent.llm.usage import LLMUsage
 from app.agent.models import PlanOutput
 from app.core.telemetry import cached_instrument
 
@@ -39,21 +41,27 @@ class LLMCall:
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         self.output: PlanOutput | None = None
+        self.usage: LLMUsage | None = None  # what the attempt used at the provider, if known
 
     def answered(self, output: PlanOutput) -> PlanOutput:
         """The call returned `output`: its model, tokens and price go on the span."""
         self.output = output
-        usage = output.usage
+        self.set_usage(output.usage.model_copy(update={"model": output.model}))
+        return output
+
+    def set_usage(self, usage: LLMUsage) -> None:
+        """The model, tokens and price of the attempt go on the span (and in its metrics)."""
+        self.usage = usage
         self.span.set_attributes(
             {
-                "gen_ai.response.model": output.model,
                 "gen_ai.usage.input_tokens": usage.prompt_tokens,
                 "gen_ai.usage.output_tokens": usage.completion_tokens,
             }
         )
+        if usage.model:
+            self.span.set_attribute("gen_ai.response.model", usage.model)
         if usage.cost_usd is not None:
             self.span.set_attribute("gen_ai.usage.cost_usd", usage.cost_usd)
-        return output
 
 
 def note_response(response: Any) -> None:
@@ -87,9 +95,26 @@ def llm_call_telemetry(model: str) -> Iterator[LLMCall]:
         except BaseException as err:
             outcome = err.type if isinstance(err, ApplicationError) and err.type else "error"
             span.set_attribute("error.type", outcome)
-            _record(model, outcome, time.monotonic() - started, None)
+            paid = attempt_usage(err)
+            if paid is not None:
+                call.set_usage(paid)
+            _record(model, outcome, time.monotonic() - started, call.usage)
             raise
-        _record(model, "ok", time.monotonic() - started, call.output)
+        _record(model, "ok", time.monotonic() - started, call.usage)
+
+
+def attempt_usage(err: BaseException) -> LLMUsage | None:
+    """What this failed attempt used at the provider, or None if it used nothing there.
+
+    A failed attempt that reached the provider is paid for: its error carries the usage of every
+    failed attempt so far (`with_failed_usage`), the earlier ones first, as the heartbeat details
+    this attempt started with hold them.
+    """
+    details = err.details if isinstance(err, ApplicationError) else ()
+    usages = details[0] if details and isinstance(details[0], list) else []
+    earlier = activity.info().heartbeat_details
+    new = usages[len(earlier[0]) if earlier else 0 :]
+    return LLMUsage.model_validate(new[-1]) if new else None
 
 
 def _metric(kind: str, name: str, description: str, unit: str = "", **labels: str) -> Any:
@@ -105,17 +130,17 @@ def _metric(kind: str, name: str, description: str, unit: str = "", **labels: st
     return cached_instrument(key, create)
 
 
-def _record(model: str, outcome: str, seconds: float, output: PlanOutput | None) -> None:
-    """The call's metrics, labelled with the model that answered (or was asked, on failure)."""
-    if output is not None:
-        model = output.model
+def _record(model: str, outcome: str, seconds: float, usage: LLMUsage | None) -> None:
+    """The call's metrics, labelled with the model that answered (or was asked, when no answer
+    says which); tokens and price for every attempt that reached the provider."""
+    if usage is not None and usage.model:
+        model = usage.model
     _metric("counter", "agent_llm_calls", CALLS, model=model, outcome=outcome).add(1)
     _metric(
         "histogram_timedelta", "agent_llm_call_duration", DURATION, model=model, outcome=outcome
     ).record(timedelta(seconds=seconds))
-    if output is None:
+    if usage is None:
         return
-    usage = output.usage
     _metric("counter", "agent_llm_tokens", TOKENS, model=model, type="input").add(
         usage.prompt_tokens
     )
