@@ -13,6 +13,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -34,7 +35,7 @@ from app.cli.chat.terminal import Terminal
 from app.cli.demo import main as demo
 from app.cli.demo.main import PID_FILE, Demo, DemoError
 from app.core.dev_server import find_binary
-from app.core.names import IT, ORCHESTRATOR, Deployment
+from app.core.names import DEPLOYMENTS, IT, ORCHESTRATOR, Deployment
 from app.core.processes import Child, free_port
 from app.core.setup import ensure_nexus_setup
 from app.finance.market_data import SampleMarketData
@@ -137,6 +138,14 @@ async def test_the_demo_answers_the_four_questions_and_stops_everything(first_ru
         result.stderr
     )
     assert_nothing_left_running(first_run.state)
+
+
+async def test_each_demo_worker_served_metrics_on_a_port_of_its_own(first_run: DemoRun):
+    addresses = []
+    for program in DEPLOYMENTS:
+        log = (first_run.state / program.log_name).read_text()
+        addresses += re.findall(r"Metrics: http://(127\.0\.0\.1:\d+)/metrics", log)
+    assert len(addresses) == len(DEPLOYMENTS) == len(set(addresses)), addresses
 
 
 @pytest.mark.timeout(300)

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from app.agent.llm.activity import plan_next_action
     from app.agent.llm.client import worker_model
     from app.agent.llm.usage import ConversationUsage, TurnUsage, conversation_budget_refusal
+    from app.agent.metrics import record_turn
     from app.agent.models import (
         AgentInput,
         AgentResult,
@@ -83,6 +84,7 @@ class AgentWorkflow:
         self._usage: ConversationUsage = input.usage
         self._turn_usage: TurnUsage | None = None  # the turn in progress
         self._turn_started = workflow.now()
+        self._turn_spent = TurnSpending()  # the turn in progress, for its metrics and log line
 
     @workflow.run
     async def run(self, input: AgentInput) -> AgentResult:
@@ -260,7 +262,7 @@ class AgentWorkflow:
         """The agent loop for one user message: plan, act, repeat until there is an answer."""
         start = len(self._history)
         self._history.append(Message.user(text))
-        spent = TurnSpending(bytes=utf8_size(text), turn=self._turns + 1)
+        spent = self._turn_spent = TurnSpending(bytes=utf8_size(text), turn=self._turns + 1)
         answer: str | None = None
         while answer is None:
             window = self._window()
@@ -365,10 +367,7 @@ class AgentWorkflow:
 
     def _begin_turn_usage(self) -> None:
         update = workflow.current_update_info()
-        self._turn_usage = TurnUsage(
-            turn=self._turns + 1,
-            update_id=update.id if update else None,
-        )
+        self._turn_usage = TurnUsage(turn=self._turns + 1, update_id=update.id if update else None)
         self._turn_started = workflow.now()
 
     def _end_turn_usage(self) -> None:
@@ -378,6 +377,7 @@ class AgentWorkflow:
         # Workflow time (deterministic): from the turn's start to its answer.
         turn.seconds = round((workflow.now() - self._turn_started).total_seconds(), 3)
         self._usage.record(turn)
+        record_turn(turn, self._turn_spent.steps, self._turn_spent.tools)
         total = self._usage.total
         workflow.upsert_search_attributes(
             [

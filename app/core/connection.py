@@ -5,7 +5,8 @@ TLS settings and TOML profiles), so the same code runs against the local dev ser
 self-hosted cluster or Temporal Cloud. The namespace is the program's own (from
 `app/core/names.py`): the three workers live in three namespaces, so one `TEMPORAL_NAMESPACE`
 cannot serve them all. Every client gets the same data converter: pydantic models, encrypted
-when a key is configured (see `app/core/codec.py`).
+when a key is configured (see `app/core/codec.py`), and the tracing plugin when traces are
+exported (see `app/core/telemetry.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.core.codec import (
 )
 from app.core.config import load_env
 from app.core.names import DEFAULT_TEMPORAL_ADDRESS
+from app.core.telemetry import start_tracing, tracing_plugins
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
@@ -44,7 +46,9 @@ async def connect(namespace: str) -> Client:
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
     config["namespace"] = namespace
-    return await Client.connect(**config, data_converter=converter)
+    # A worker program started tracing under its own name already; the first call wins.
+    start_tracing("durable-agent-client")
+    return await Client.connect(**config, data_converter=converter, plugins=tracing_plugins())
 
 
 async def connect_or_explain(namespace: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> Client:

@@ -4,7 +4,8 @@ All three worker programs use this, so they stop the same way whether a person p
 in a terminal or `uv run demo` stops its children. A payload the worker cannot decrypt does not
 stop it: the codec (`app/core/codec.py`) fails only the task that holds it, with the key id in the
 error, and the worker serves everything else. A worker that cannot reach its server says so in
-one line (`ConnectionProblem`), never a traceback.
+one line (`ConnectionProblem`), never a traceback. Each worker program starts its telemetry here,
+before it connects (`app/core/telemetry.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from temporalio.client import Client
 from app.core.codec import EncryptionKeyError
 from app.core.connection import ConnectionProblem
 from app.core.exiting import exit_now
+from app.core.telemetry import (
+    TelemetrySettingError,
+    flush_traces,
+    log_handler_formatter,
+    start_worker_telemetry,
+)
 
 
 class RunnableWorker(Protocol):
@@ -65,25 +72,32 @@ def run_worker_program(main: Callable[[], Coroutine[Any, Any, None]], descriptio
     The one line is a server that does not answer, a key problem, or a start-up check that
     refused (`SystemExit` with its message). A Ctrl-C before the worker polls exits with 130.
     """
-    # The worker has shut down when main returns: nothing is left to clean up, and a normal
-    # interpreter teardown can crash while the SDK's threads still run (app/core/exiting.py).
+    configure_logging()
+    # The worker has shut down when main returns: nothing is left to clean up but the buffered
+    # spans, and a normal interpreter teardown can crash while the SDK's threads still run
+    # (app/core/exiting.py).
+    code: int = 0
+    message: str | None = None
     try:
+        start_worker_telemetry(description.lower().replace(" ", "-"))
         asyncio.run(main())
-    except (ConnectionProblem, EncryptionKeyError) as err:
-        exit_now(1, f"{description}: {err}")
+    except (ConnectionProblem, EncryptionKeyError, TelemetrySettingError) as err:
+        code, message = 1, f"{description}: {err}"
     except SystemExit as err:
         if isinstance(err.code, str):
-            exit_now(1, err.code)
-        exit_now(err.code or 0)
+            code, message = 1, err.code
+        else:
+            code = err.code or 0
     except KeyboardInterrupt:
-        exit_now(130)
-    exit_now(0)
+        code = 130
+    flush_traces()
+    exit_now(code, message)
 
 
 def configure_logging() -> None:
-    """One-line log records on stderr, quiet libraries."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """One log record per line on stderr (JSON with `LOG_FORMAT=json`), quiet libraries."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_handler_formatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("LiteLLM", "litellm", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -31,6 +31,7 @@ from app.agent.llm.client import (
 )
 from app.agent.llm.errors import is_context_window, provider_error, stated_context_limit
 from app.agent.llm.prices import apply_prices
+from app.agent.llm.telemetry import llm_call_telemetry, note_response
 from app.agent.llm.tool_arguments import is_json_object
 from app.agent.llm.usage import LLMUsage
 from app.agent.models import (
@@ -140,7 +141,8 @@ async def plan_next_action(input: PlanInput) -> PlanOutput:
             message=Message.assistant(refusal), model=settings.model, budget_exhausted=True
         )
     try:
-        output = await _plan(input, settings)
+        with llm_call_telemetry(settings.model) as call:
+            output = call.answered(await _plan(input, settings))
     except ApplicationError as err:
         # Expected failures are BENIGN (no traceback from the SDK): one line per attempt.
         retrying = "not retried" if err.non_retryable else "will retry"
@@ -215,6 +217,7 @@ async def _plan(input: PlanInput, settings: LLMSettings) -> PlanOutput:
                     response, model = await complete(
                         shorter, tools, settings, on_text, publisher.restart
                     )
+                note_response(response)
                 if response.choices and not response.choices[0].message.tool_calls:
                     publisher.answered()
         except ApplicationError as err:

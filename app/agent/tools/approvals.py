@@ -22,12 +22,13 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from app.agent.metrics import count_approval_decision, count_approval_request
 from app.agent.models import AgentStatus, ToolCall
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class Approvals:
             expires_at=now + timeout,
         )
         self._publish()
+        count_approval_request(call.name)
         if approval_id and self._events is not None:
             self._events.approval_requested(approval_id, call.name, arguments, digest)
         workflow.logger.info("Tool call %s (%s) waits for approval", key, call.name)
@@ -197,11 +199,12 @@ class Approvals:
         if decision is None:
             self._outcomes[key] = "timed out"
             workflow.logger.info("Tool call %s timed out waiting for approval", key)
+        outcome: Literal["approved", "denied", "timed_out"] = (
+            "timed_out" if decision is None else "approved" if decision.approve else "denied"
+        )
+        count_approval_decision(call.name, outcome)
         if approval_id and self._events is not None:
-            self._events.approval_decided(
-                approval_id,
-                "timed_out" if decision is None else "approved" if decision.approve else "denied",
-            )
+            self._events.approval_decided(approval_id, outcome)
         if decision is None:
             return timed_out(timeout)
         return None if decision.approve else denial(decision)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from app.agent.metrics import count_tool_call
     from app.agent.models import (
         AgentConfig,
         EndpointCheck,
@@ -76,6 +77,7 @@ class TurnSpending:
     # Planning inputs and tool results: what the turn has written to the event history.
     bytes: int = 0
     tool_result_bytes: int = 0
+    tools: list[str] = field(default_factory=list)  # the tools called, in order
 
 
 def json_arguments(call: ToolCall) -> dict[str, Any] | str:
@@ -168,6 +170,7 @@ class ToolRunner:
     async def run(self, calls: list[ToolCall], spent: TurnSpending) -> list[Message]:
         """Run the step's calls concurrently; the results keep the calls' order."""
         run, refusal = self.split(calls, spent)
+        spent.tools += [call.name for call in run]
         if workflow.patched(NO_STEP_ENDPOINT_CHECK_PATCH):
             # Calls that wait for approval check their endpoint after the wait, not before it.
             at_once = [c for c in run if not ((t := TOOLS.get(c.name)) and self._needs_approval(t))]
@@ -235,6 +238,7 @@ class ToolRunner:
         self._events.tool_started(call.id, call.name, call.arguments, endpoint)
         started = workflow.time()
         content = await self._run_tool(call, missing_endpoints, spent, index)
+        count_tool_call(call.name, content)
         self._events.tool_finished(call.id, call.name, content, started)
         return content
 

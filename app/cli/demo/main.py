@@ -37,6 +37,7 @@ from app.cli.chat.program import run_session, run_until_interrupted
 from app.cli.chat.terminal import Terminal, quiet_sdk_logs, web_ui_for
 from app.cli.demo.command_line import DEFAULT_PORT, demo_command, parse_args
 from app.cli.demo.encryption import DemoEncryption, EncryptionSetupError
+from app.cli.demo.metrics import metrics_env
 from app.cli.demo.progress import DemoError, Progress, server_error, shown_path
 from app.cli.demo.supervisor import Supervisor, wait_until_ready
 from app.core.connection import (
@@ -315,7 +316,8 @@ class Demo:
         if again:
             with log.open("a") as output:
                 output.write(f"--- the demo restarts the {program.name} ---\n")
-        return await Child.start(program.name, command, log, self.env, append=again)
+        env = self.env | metrics_env(program)  # a free port each, for Prometheus
+        return await Child.start(program.name, command, log, env, append=again)
 
     async def restart_worker(self, index: int) -> Child:
         """Start `DEPLOYMENTS[index]` again after it died (the supervisor's restart)."""
