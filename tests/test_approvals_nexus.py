@@ -338,7 +338,9 @@ async def test_a_write_whose_outcome_is_unknown_says_so_and_is_keyed_by_the_appr
     jira = SlowJira()
     monkeypatch.setattr(it_activities, "jira_client", jira)
     client = nexus_ready.client
-    issue: dict[str, object] = {"project": "PROJ", "summary": "Slow login"}
+    # A project of its own: the IT side may finish this call after the test (see SlowJira), and
+    # must not take the next PROJ number from another test's Jira.
+    issue: dict[str, object] = {"project": "SLOW", "summary": "Slow login"}
     llm = ScriptedLLM(tools_then_answer(call("create_jira_issue", issue, "c1")))
     task_queue = f"approvals-{uuid.uuid4()}"
     async with (
@@ -362,15 +364,20 @@ async def test_a_write_whose_outcome_is_unknown_says_so_and_is_keyed_by_the_appr
         await decide(handle, "c1", approve=True)
         answer = await turn.result()
         jira.release.set()
+        # The IT side finishes before its worker stops: a call cut off by the shutdown would be
+        # retried by the next test module's IT worker, and create this issue in its Jira.
+        key = hashlib.sha256(f"{handle.id}/{pending.approval_id}".encode()).hexdigest()[:32]
+        it_client = await client_for(nexus_ready, IT.namespace)
+        async with asyncio.timeout(60):
+            await it_client.get_workflow_handle(f"jira-create-SLOW-{key}").result()
     assert answer.startswith(
-        "Error: create_jira_issue: outcome unknown: check PROJ before trying again (it may have "
+        "Error: create_jira_issue: outcome unknown: check SLOW before trying again (it may have "
         "been done; "
     ), answer
     # The key is the conversation and the approval: the same approved call, however often it is
     # sent (a retried or re-run Nexus operation has a new request id), finds the same issue.
-    key = hashlib.sha256(f"{handle.id}/{pending.approval_id}".encode()).hexdigest()[:32]
     print(f"\nanswer: {answer}")
-    assert list(jira.created) == [f"jira-create-PROJ-{key}"]
+    assert list(jira.created) == [f"jira-create-SLOW-{key}"]
 
 
 def test_the_creation_key_is_the_callers_key_not_the_request_id():

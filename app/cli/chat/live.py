@@ -50,8 +50,11 @@ RECONNECT_SECONDS = 1.0
 LIVE_MARGIN_LINES = 3
 # How long a rejoining client waits for the turn's past events before it asks anything.
 CATCH_UP_SECONDS = 3.0
-# How long the chat waits for the answer to a query (status, history, usage, approvals).
+# How long the chat waits for the answer to a query it makes on its own (status, approvals).
 QUERY_TIMEOUT = timedelta(seconds=2)
+# How long it waits for one the user asked for (/history, /usage): a busy server may take longer,
+# and the user waits for this answer anyway.
+COMMAND_QUERY_TIMEOUT = timedelta(seconds=10)
 # How much of a turn's message a rejoining client shows.
 MESSAGE_SHOWN = 200
 # What a model or a tool may write that a terminal would obey (retitle it, clear it, move the

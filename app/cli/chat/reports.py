@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHandle
 
 from app.agent.llm.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.live import QUERY_TIMEOUT, clean
+from app.cli.chat.live import COMMAND_QUERY_TIMEOUT, QUERY_TIMEOUT, clean
 from app.cli.chat.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -60,7 +60,7 @@ def _cannot_read(terminal: Terminal, what: str, workflow_id: str, err: Exception
 async def show_history(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow, Any]) -> None:
     """Print the conversation from the workflow's `get_history` query."""
     try:
-        view = await handle.query(AgentWorkflow.get_history, rpc_timeout=QUERY_TIMEOUT)
+        view = await handle.query(AgentWorkflow.get_history, rpc_timeout=COMMAND_QUERY_TIMEOUT)
     except Exception as err:  # a query fails in several ways; all mean "not now"
         _cannot_read(terminal, "history", handle.id, err)
         return
@@ -73,7 +73,7 @@ async def show_history(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow,
 async def show_usage(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow, Any]) -> None:
     """Print the conversation's tokens and cost from the workflow's `get_usage` query."""
     try:
-        usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
+        usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=COMMAND_QUERY_TIMEOUT)
     except Exception as err:  # a query fails in several ways; all mean "not now"
         _cannot_read(terminal, "usage", handle.id, err)
         return
