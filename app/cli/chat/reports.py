@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHandle
 
 from app.agent.llm.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.live import COMMAND_QUERY_TIMEOUT, QUERY_TIMEOUT, clean
+from app.cli.chat.live import COMMAND_QUERY_TIMEOUT, clean
 from app.cli.chat.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -90,7 +90,8 @@ async def show_turn_usage(
 ) -> None:
     """One dim line under an answer: what its turn used, and how long the user waited."""
     try:
-        usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
+        # As long as for /usage: on a busy server the line came too late for the 2 s probes.
+        usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=COMMAND_QUERY_TIMEOUT)
     except Exception:  # the answer is what matters; /usage can say more later
         return
     turn = usage.turn_for_update(update_id)
