@@ -113,6 +113,7 @@ async def test_an_approved_call_runs_and_the_llm_reads_its_result(
         answer = await turn.result()
         after = await handle.query(AgentWorkflow.get_pending_approvals)
         details_after = await current_details(handle)
+        status_after = await handle.query(AgentWorkflow.get_status)
         recorded = await handle.fetch_history()
     # The wait, the decision and the details replay deterministically.
     await Replayer(
@@ -136,7 +137,13 @@ async def test_an_approved_call_runs_and_the_llm_reads_its_result(
     assert "`/approve c1`" in details and f"--workflow-id {handle.id}" in details
     assert answer == '{"key": "PROJ-124"}'
     assert [issue.summary for issue in created] == ["The login page is slow"]
-    assert (after.calls, details_after) == ([], "")
+    assert after.calls == []
+    # Nothing waits: the details name the conversation, its first message and the model.
+    assert status_after.model is not None
+    assert details_after == (
+        "**First message**: `Create a Jira issue in PROJ: the login page is slow`\n\n"
+        f"**Model**: `{status_after.model}`"
+    )
 
 
 async def test_a_denied_call_does_not_run_and_the_llm_reads_the_note(

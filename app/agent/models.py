@@ -172,6 +172,8 @@ class AgentInput(BaseModel):
     usage: ConversationUsage = Field(default_factory=ConversationUsage)
     # The conversation's event stream (its short log and publishers), handed to the next run.
     stream_state: WorkflowStreamState | None = None
+    # The conversation's first message, named in the Web UI's current details of every run.
+    first_message: str = ""
 
 
 class AgentResult(BaseModel):

@@ -68,6 +68,7 @@ class AgentWorkflow:
         self._config = input.config
         self._history: list[Message] = list(input.history)
         self._earlier_messages = input.earlier_messages
+        self._first_message = input.first_message
         self._turns = input.turns_before_this_run
         self._accepted_this_run = 0
         self._pending_turns = 0
@@ -114,6 +115,7 @@ class AgentWorkflow:
                     answered=self._answered.records(),
                     usage=self._usage,
                     stream_state=self._events.state(),
+                    first_message=self._first_message,
                 )
             )
         return AgentResult(turns=self._turns, messages=self._earlier_messages + len(self._history))
@@ -134,6 +136,8 @@ class AgentWorkflow:
                 self._begin_turn_usage()
                 self._events.turn_started(self._turns + 1)
                 answer = await self._run_turn(message.strip())
+                self._first_message = self._first_message or message.strip()[:1000]
+                self._approvals.show_conversation(self._first_message, self._status.model)
                 self._events.answered(answer, self._status.model)
                 self._end_turn_usage()
         finally:  # a failed turn must not hold the run open: it drains down to zero

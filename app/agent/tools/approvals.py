@@ -80,6 +80,10 @@ class PendingApprovals(BaseModel):
     calls: list[PendingApproval] = Field(default_factory=list)
 
 
+# How much of the first message the Web UI's current details show, in characters.
+FIRST_MESSAGE_SHOWN = 120
+
+
 def call_digest(tool: str, arguments: dict[str, Any]) -> str:
     """A short hash of a tool call, so a decision can name exactly the call it was shown."""
     canonical = json.dumps([tool, arguments], sort_keys=True, separators=(",", ":"))
@@ -143,6 +147,8 @@ class Approvals:
         # The model's call id -> the approval id it last waited under, for clear errors.
         self._by_call_id: dict[str, str] = {}
         self._events = events
+        # What the Web UI's current details say of the conversation, above any waiting calls.
+        self._about: list[str] = []
 
     @property
     def pending(self) -> list[PendingApproval]:
@@ -282,13 +288,24 @@ class Approvals:
             detail = f"waiting for your approval of {len(waiting)} tool calls"
         return status.model_copy(update={"state": "waiting_for_approval", "detail": detail})
 
+    def show_conversation(self, first_message: str, model: str | None) -> None:
+        """Name the conversation's first message and the model that answered last in the Web
+        UI's current details (workflow metadata, not history: replay is unaffected)."""
+        shown = " ".join(first_message.split()).replace("`", "'")
+        if len(shown) > FIRST_MESSAGE_SHOWN:
+            shown = shown[: FIRST_MESSAGE_SHOWN - 1] + "…"
+        self._about = [f"**First message**: `{shown}`", f"**Model**: `{model or 'not yet known'}`"]
+        self._publish()
+
     def _publish(self) -> None:
-        """Show the pending calls, and how to decide them, in the Web UI's current details."""
+        """Show the conversation, the pending calls and how to decide them, in the Web UI's
+        current details."""
         if not self._pending:
-            workflow.set_current_details("")
+            workflow.set_current_details("\n\n".join(self._about))
             return
         workflow_id = workflow.info().workflow_id
-        lines = [f"**Waiting for approval** ({len(self._pending)} tool call(s))", ""]
+        lines = [*self._about, ""] if self._about else []
+        lines += [f"**Waiting for approval** ({len(self._pending)} tool call(s))", ""]
         for pending in self._pending.values():
             fields: dict[str, Any] = {"call_id": pending.call_id, "approve": True}
             if pending.approval_id:
