@@ -125,6 +125,9 @@ def litellm_module() -> Any:
     warnings.filterwarnings("ignore", message=r".*is using the `ReadOnly` qualifier")
     import litellm
 
+    from app.agent.llm import openai_body
+
+    openai_body.install()  # the OpenAI client's per-call walk of the body, skipped where a no-op
     if not any(p.get("provider") == "offline" for p in litellm.custom_provider_map):
         litellm.custom_provider_map = [
             *litellm.custom_provider_map,
