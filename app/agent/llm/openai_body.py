@@ -33,15 +33,22 @@ def plain_chat_body(data: object) -> bool:
     return tools is None or isinstance(tools, list)
 
 
-def install() -> None:
-    """Skip the transform for plain chat bodies; idempotent."""
-    module = importlib.import_module("openai.resources.chat.completions.completions")
-    params = importlib.import_module("openai.types.chat.completion_create_params")
-    given = importlib.import_module("openai._utils").is_given
-    original = module.async_maybe_transform
+def install() -> bool:
+    """Skip the transform for plain chat bodies; idempotent. False, and the transform left as it
+    is (slower, never wrong), where this `openai` version names things otherwise."""
+    try:
+        module = importlib.import_module("openai.resources.chat.completions.completions")
+        params = importlib.import_module("openai.types.chat.completion_create_params")
+        given = importlib.import_module("openai._utils").is_given
+        original = module.async_maybe_transform
+        chat_types = (
+            params.CompletionCreateParamsStreaming,
+            params.CompletionCreateParamsNonStreaming,
+        )
+    except (ImportError, AttributeError):
+        return False
     if getattr(original, _INSTALLED, False):
-        return
-    chat_types = (params.CompletionCreateParamsStreaming, params.CompletionCreateParamsNonStreaming)
+        return True
 
     async def transform(data: object, expected_type: object) -> Any:
         if expected_type in chat_types and plain_chat_body(data):
@@ -51,3 +58,4 @@ def install() -> None:
 
     setattr(transform, _INSTALLED, True)
     setattr(module, "async_maybe_transform", transform)  # noqa: B010 (a module, not a class)
+    return True
