@@ -7,13 +7,14 @@ goes on.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio.client import WorkflowHandle
 
 from app.agent.llm.usage import ConversationUsage, TurnUsage
 from app.agent.workflow import AgentWorkflow
-from app.cli.chat.live import COMMAND_QUERY_TIMEOUT, clean
+from app.cli.chat.live import COMMAND_QUERY_TIMEOUT, QUERY_TIMEOUT, clean
 from app.cli.chat.terminal import Terminal, format_history
 from app.core.connection import one_line
 from app.core.errors import failure_message
@@ -82,6 +83,10 @@ async def show_usage(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow, A
         terminal.say(line)
 
 
+# How often the usage line's query is tried (2 s each): a fresh-clone CI run once printed no line.
+USAGE_LINE_ATTEMPTS = 3
+
+
 async def show_turn_usage(
     terminal: Terminal,
     handle: WorkflowHandle[AgentWorkflow, Any],
@@ -89,11 +94,14 @@ async def show_turn_usage(
     seconds: float,
 ) -> None:
     """One dim line under an answer: what its turn used, and how long the user waited."""
-    try:
-        # As long as for /usage: on a busy server the line came too late for the 2 s probes.
-        usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=COMMAND_QUERY_TIMEOUT)
-    except Exception:  # the answer is what matters; /usage can say more later
-        return
-    turn = usage.turn_for_update(update_id)
-    if turn is not None:
-        terminal.note(turn_usage_line(turn, seconds))
+    for attempt in range(USAGE_LINE_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(0.2)
+        try:
+            usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
+        except Exception:  # the answer is what matters; /usage can say more later
+            continue
+        turn = usage.turn_for_update(update_id)
+        if turn is not None:
+            terminal.note(turn_usage_line(turn, seconds))
+            return
