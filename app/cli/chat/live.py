@@ -48,8 +48,6 @@ from app.core.connection import one_line
 RECONNECT_SECONDS = 1.0
 # Lines of the terminal the live part leaves free (the spinner and the line above it).
 LIVE_MARGIN_LINES = 3
-# How long a rejoining client waits for the turn's past events before it asks anything.
-CATCH_UP_SECONDS = 3.0
 # How long the chat waits for the answer to a query it makes on its own (status, approvals).
 QUERY_TIMEOUT = timedelta(seconds=2)
 # How long it waits for one the user asked for (/history, /usage): a busy server may take longer,
@@ -236,7 +234,7 @@ async def turn_in_progress(
     return TurnInProgress(status.turn_id, status.turn_offset, message)
 
 
-async def wait_briefly(awaitable: Awaitable[object], seconds: float = CATCH_UP_SECONDS) -> None:
+async def wait_briefly(awaitable: Awaitable[object], seconds: float) -> None:
     """Await `awaitable` for at most `seconds`: what it waits for is a courtesy, not a must."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(awaitable, seconds)

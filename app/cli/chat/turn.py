@@ -15,7 +15,6 @@ live view on its way out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,7 @@ from app.cli.chat.approvals import (
     how_to_decide,
     question,
 )
-from app.cli.chat.live import follow_turn
+from app.cli.chat.live import follow_turn, wait_briefly
 from app.cli.chat.retries import RunFull, await_answer, deliver
 from app.cli.chat.silence import TurnInFlight, watch_silence
 from app.cli.chat.terminal import Notice
@@ -332,8 +331,7 @@ class TurnMachine:
                         AgentWorkflow.send_message, self.update_id
                     )
                 else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.polling.wait(), FIRST_POLL_WAIT_SECONDS)
+                    await wait_briefly(self.polling.wait(), FIRST_POLL_WAIT_SECONDS)
                     update = await deliver(handle, self.text, self.update_id, retries)
                 self.post(Accepted())
                 return await await_answer(update, self.session.retries(self._hint))
