@@ -83,7 +83,8 @@ async def show_usage(terminal: Terminal, handle: WorkflowHandle[AgentWorkflow, A
         terminal.say(line)
 
 
-# How often the usage line's query is tried (2 s each): a fresh-clone CI run once printed no line.
+# How often the usage line's query is tried when it fails (2 s each): one query stalled for 10 s
+# on a loaded server while the next was answered at once.
 USAGE_LINE_ATTEMPTS = 3
 
 
@@ -101,7 +102,8 @@ async def show_turn_usage(
             usage = await handle.query(AgentWorkflow.get_usage, rpc_timeout=QUERY_TIMEOUT)
         except Exception:  # the answer is what matters; /usage can say more later
             continue
+        # Recorded before the answer was sent: if it is not listed, asking again will not help.
         turn = usage.turn_for_update(update_id)
         if turn is not None:
             terminal.note(turn_usage_line(turn, seconds))
-            return
+        return
