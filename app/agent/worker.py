@@ -127,8 +127,8 @@ def orchestrator_worker(
     if "workflows" in parts:
         workers.append(workflow_worker(client, mcp_config, **options))
     if "llm" in parts:
-        llm_options = {k: v for k, v in options.items() if k not in {"workflows", "task_queue"}}
-        llm_options.pop("workflow_runner", None)
+        workflow_only = {"workflows", "task_queue", "workflow_runner"}
+        llm_options = {k: v for k, v in options.items() if k not in workflow_only}
         workers.append(llm_worker(client, **llm_options))
     return Workers(workers)
 

@@ -92,13 +92,12 @@ class ConversationEvents:
 
         async def watched_poll(payload: PollInput) -> PollResult:
             self._open_polls += 1
-            self._last_poll = workflow.now()
             try:
                 result: PollResult = await poll(payload)
                 return result
             finally:
                 self._open_polls -= 1
-                self._last_poll = workflow.now()
+                self._last_poll = workflow.now()  # an open poll counts by itself (`watched`)
 
         def validate_poll(payload: PollInput) -> None:
             if self._detached:  # as the stream's own validator: subscribers retry on the next run
